@@ -1,0 +1,69 @@
+# Raftmail developer targets. See DESIGN.md and STYLE.md ("Tooling").
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := build
+
+# Use the toolchain in /usr/local/go when go is not on PATH. ($(shell)
+# does not see an exported PATH in every make version, hence the full paths.)
+ifeq ($(shell command -v go 2>/dev/null),)
+export PATH := /usr/local/go/bin:$(PATH)
+GO ?= /usr/local/go/bin/go
+GOFMT ?= /usr/local/go/bin/gofmt
+endif
+
+GO ?= go
+GOFMT ?= gofmt
+# Where `go install` puts binaries: GOBIN, else GOPATH/bin.
+GOBIN_DIR = $(or $(shell $(GO) env GOBIN),$(shell $(GO) env GOPATH)/bin)
+STATICCHECK_VERSION ?= v0.8.2
+STATICCHECK ?= $(GOBIN_DIR)/staticcheck
+FUZZTIME ?= 30s
+
+.PHONY: build test check tools bench fuzz run clean
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -o bin/raftmail ./cmd/raftmail
+
+test:
+	$(GO) test -race -shuffle=on -count=1 -timeout 20m ./...
+
+# check changes no file: `go mod tidy -diff` only prints what tidy would do.
+check:
+	@echo '>> gofmt'
+	@out="$$($(GOFMT) -l .)"; if [ -n "$$out" ]; then \
+		echo "gofmt: these files need formatting (run gofmt -w):"; echo "$$out"; exit 1; fi
+	@echo '>> go vet'
+	$(GO) vet ./...
+	@echo '>> staticcheck'
+	@if [ ! -x "$(STATICCHECK)" ]; then echo "staticcheck not found at $(STATICCHECK): run make tools"; exit 1; fi
+	$(STATICCHECK) ./...
+	@echo '>> import direction'
+	GO="$(GO)" scripts/check-imports.sh
+	@echo '>> go mod tidy'
+	@if ! $(GO) mod tidy -diff; then \
+		echo "go.mod/go.sum are not tidy: run go mod tidy (the diff above is what it would change)"; exit 1; fi
+
+tools:
+	$(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime 3s ./... > bench.out 2>&1 || { cat bench.out; exit 1; }
+	@cat bench.out
+
+# Runs every Fuzz target in every package for FUZZTIME each
+# (make fuzz FUZZTIME=5m). go test -fuzz takes one target at a time.
+fuzz:
+	@for pkg in $$($(GO) list -f '{{if or .TestGoFiles .XTestGoFiles}}{{.ImportPath}}{{end}}' ./...); do \
+		for target in $$($(GO) test -list 'Fuzz.*' "$$pkg" | grep '^Fuzz' || true); do \
+			echo ">> $$pkg $$target ($(FUZZTIME))"; \
+			$(GO) test -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) "$$pkg"; \
+		done; \
+	done
+
+run:
+	bash scripts/run-local.sh
+
+clean:
+	rm -rf bin bench.out
+	find . -name '*.test' -type f -not -path './.git/*' -delete
