@@ -1,0 +1,113 @@
+package storage
+
+import (
+	"crypto/sha256"
+	"errors"
+	"fmt"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// Blobs are message bodies keyed by SHA-256, outside the metadata
+// keyspace: never in snapshots or the state hash. Metadata holds their
+// reference counts; Apply deletes a blob whose count drops to zero and
+// records in the node-local wanted keyspace a referenced blob this node
+// lacks.
+
+// PutBlob stores data under h durably (pebble.Sync). It returns ErrCorrupt
+// if sha256(data) != h. Storing a blob twice is harmless.
+func (s *Store) PutBlob(h Hash, data []byte) error {
+	if sha256.Sum256(data) != h {
+		return fmt.Errorf("storage: put blob %s: content hash differs: %w", h, ErrCorrupt)
+	}
+	b := s.db.NewBatch()
+	defer b.Close()
+	if !s.HasBlob(h) {
+		if err := b.Set(blobKey(h), data, nil); err != nil {
+			return fmt.Errorf("storage: put blob %s: %w", h, err)
+		}
+	}
+	if err := b.Delete(wantedKey(h), nil); err != nil {
+		return fmt.Errorf("storage: put blob %s: %w", h, err)
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		return fmt.Errorf("storage: put blob %s: %w", h, err)
+	}
+	return nil
+}
+
+// Blob returns the content of blob h, or ErrNotFound.
+func (s *Store) Blob(h Hash) ([]byte, error) {
+	v, c, err := s.db.Get(blobKey(h))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, fmt.Errorf("blob %s: %w", h, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("storage: read blob %s: %w", h, err)
+	}
+	defer c.Close()
+	return append([]byte(nil), v...), nil
+}
+
+// HasBlob reports whether blob h is stored locally. It does not read the
+// blob's content.
+func (s *Store) HasBlob(h Hash) bool {
+	ok, err := s.hasKey(blobKey(h))
+	return err == nil && ok
+}
+
+func (s *Store) hasKey(key []byte) (bool, error) {
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: key, UpperBound: append(append([]byte(nil), key...), 0)})
+	if err != nil {
+		return false, err
+	}
+	ok := it.First()
+	return ok, it.Close()
+}
+
+// MissingBlobs returns up to limit blobs referenced by metadata but absent
+// locally, in hash order, and how many there are in all.
+func (s *Store) MissingBlobs(limit int) ([]Hash, int, error) {
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: wantedStart, UpperBound: wantedEnd})
+	if err != nil {
+		return nil, 0, fmt.Errorf("storage: iterate wanted blobs: %w", err)
+	}
+	var out []Hash
+	n := 0
+	for ok := it.First(); ok; ok = it.Next() {
+		if len(it.Key()) != 1+len(Hash{}) {
+			continue
+		}
+		n++
+		if len(out) < limit {
+			var h Hash
+			copy(h[:], it.Key()[1:])
+			out = append(out, h)
+		}
+	}
+	if err := it.Close(); err != nil {
+		return nil, 0, fmt.Errorf("storage: iterate wanted blobs: %w", err)
+	}
+	return out, n, nil
+}
+
+// recheckWanted drops from the wanted set blobs that a concurrent PutBlob
+// stored between Apply's check and its commit.
+func (s *Store) recheckWanted(hs []Hash) {
+	if len(hs) == 0 {
+		return
+	}
+	b := s.db.NewBatch()
+	defer b.Close()
+	for _, h := range hs {
+		if s.HasBlob(h) {
+			_ = b.Delete(wantedKey(h), nil)
+		}
+	}
+	if b.Empty() {
+		return
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		panic(fmt.Sprintf("storage: commit wanted blobs: %v", err))
+	}
+}
