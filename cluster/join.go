@@ -1,0 +1,283 @@
+package cluster
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/raftmail/raftmail/storage"
+)
+
+// Replicated cluster settings (storage.CmdSettingSet keys).
+const (
+	SettingClusterName = "cluster/name"
+	SettingCACert      = "cluster/ca.crt"
+	SettingCAKey       = "cluster/ca.key"
+	SettingGossipKey   = "cluster/gossip.key"
+)
+
+// ErrJoinRefused wraps every reason the cluster gives for refusing a join.
+var ErrJoinRefused = errors.New("cluster: join refused")
+
+type joinRequest struct {
+	TokenID     string   `json:"token_id"`
+	Secret      []byte   `json:"secret"`
+	NodeName    string   `json:"node"`
+	PublicKey   []byte   `json:"public_key"` // PEM, PKIX
+	ClusterAddr string   `json:"cluster_addr"`
+	GossipAddr  string   `json:"gossip_addr"`
+	DNSNames    []string `json:"dns_names,omitempty"`
+	IPs         []string `json:"ips,omitempty"`
+}
+
+type joinResponse struct {
+	ClusterName string   `json:"cluster_name"`
+	CACert      []byte   `json:"ca_cert"`
+	Cert        []byte   `json:"cert"`
+	GossipKey   []byte   `json:"gossip_key"`
+	Seeds       []string `json:"seeds"` // gossip addresses of live members
+}
+
+// JoinRequest is what a new node tells the cluster about itself.
+type JoinRequest struct {
+	NodeName     string
+	PublicKeyPEM []byte
+	ClusterAddr  string // its advertised cluster address
+	GossipAddr   string // its advertised gossip address
+	DNSNames     []string
+	IPs          []net.IP
+}
+
+// JoinResult is what the cluster gives a node it accepts.
+type JoinResult struct {
+	ClusterName string
+	CACertPEM   []byte
+	CertPEM     []byte
+	GossipKey   []byte
+	Seeds       []string
+}
+
+// RequestJoin asks the node at addr (a cluster port) to admit a new node.
+// The server must present a certificate chain whose CA matches the token's
+// fingerprint; the token's secret proves the request is authorised.
+func RequestJoin(ctx context.Context, addr string, tok Token, req JoinRequest) (*JoinResult, error) {
+	d := &dialer{tlsConf: func() *tls.Config { return PinnedTLSConfig(tok.CAFingerprint) }}
+	timeout := time.Until(deadlineOf(ctx))
+	c, err := d.dial(addr, tagJoin, timeout)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: join via %s: %w", addr, err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(timeout))
+	jr := &joinRequest{
+		TokenID:     tok.ID,
+		Secret:      tok.Secret[:],
+		NodeName:    req.NodeName,
+		PublicKey:   req.PublicKeyPEM,
+		ClusterAddr: req.ClusterAddr,
+		GossipAddr:  req.GossipAddr,
+		DNSNames:    req.DNSNames,
+	}
+	for _, ip := range req.IPs {
+		jr.IPs = append(jr.IPs, ip.String())
+	}
+	w := bufio.NewWriter(c)
+	if err := writeFrame(w, &rpcHeader{Method: methodJoin, Join: jr}, nil); err != nil {
+		return nil, fmt.Errorf("cluster: join via %s: %w", addr, err)
+	}
+	h, _, err := readFrame(bufio.NewReader(c))
+	if err != nil {
+		return nil, fmt.Errorf("cluster: join via %s: no answer: %w", addr, err)
+	}
+	if h.Code != "" {
+		return nil, fmt.Errorf("%w: %s", ErrJoinRefused, h.Error)
+	}
+	if h.Joined == nil {
+		return nil, fmt.Errorf("cluster: join via %s: empty answer", addr)
+	}
+	return &JoinResult{
+		ClusterName: h.Joined.ClusterName,
+		CACertPEM:   h.Joined.CACert,
+		CertPEM:     h.Joined.Cert,
+		GossipKey:   h.Joined.GossipKey,
+		Seeds:       h.Joined.Seeds,
+	}, nil
+}
+
+// serveJoin answers one join request on a connection that may have no
+// client certificate.
+func (n *Node) serveJoin(c net.Conn) {
+	defer c.Close()
+	peer := c.RemoteAddr().String()
+	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+	h, _, err := readFrame(bufio.NewReader(c))
+	if err != nil {
+		n.log.Warn("join: bad request", "peer", peer, "err", err)
+		return
+	}
+	var resp *rpcHeader
+	if h.Method != methodJoin || h.Join == nil {
+		resp = &rpcHeader{Code: errCodeRefused, Error: "not a join request"}
+	} else if jr, err := n.admit(h.Join); err != nil {
+		n.log.Warn("join refused", "peer", peer, "node_name", h.Join.NodeName, "err", err)
+		resp = &rpcHeader{Code: errCodeRefused, Error: err.Error()}
+	} else {
+		n.log.Info("join accepted", "peer", peer, "node_name", h.Join.NodeName)
+		resp = &rpcHeader{Joined: jr}
+	}
+	_ = writeFrame(bufio.NewWriter(c), resp, nil)
+}
+
+func (n *Node) admit(req *joinRequest) (*joinResponse, error) {
+	tok, err := n.store.Token(req.TokenID)
+	if err != nil {
+		return nil, errors.New("unknown join token: create one with `raftmail token create` on a cluster member")
+	}
+	var secret [32]byte
+	if len(req.Secret) != len(secret) {
+		return nil, errors.New("join token secret is malformed")
+	}
+	copy(secret[:], req.Secret)
+	if !SecretMatches(tok.SecretHash, secret) {
+		return nil, errors.New("join token secret does not match: check that the whole token was copied")
+	}
+	if tok.Revoked {
+		return nil, fmt.Errorf("join token %s was revoked: create a new one with `raftmail token create`", tok.ID)
+	}
+	if !tok.Expires.IsZero() && time.Now().After(tok.Expires) {
+		return nil, fmt.Errorf("join token %s expired at %s: create a new one with `raftmail token create`", tok.ID, tok.Expires.UTC().Format(time.RFC3339))
+	}
+	if err := CheckNodeName(req.NodeName); err != nil {
+		return nil, err
+	}
+	if voters, err := n.voters(); err == nil {
+		if addr, ok := voters[req.NodeName]; ok && addr != req.ClusterAddr {
+			return nil, fmt.Errorf("node name %q is already used by the member at %s: pick another --name, or `raftmail remove %s` first", req.NodeName, addr, req.NodeName)
+		}
+	}
+	for _, a := range []string{req.ClusterAddr, req.GossipAddr} {
+		host, _, err := net.SplitHostPort(a)
+		if err != nil || net.ParseIP(host) == nil || net.ParseIP(host).IsUnspecified() {
+			return nil, fmt.Errorf("advertised address %q must be a specific IP:port", a)
+		}
+	}
+	ca, err := n.loadCA()
+	if err != nil {
+		return nil, err
+	}
+	pub, err := ParsePublicKeyPEM(req.PublicKey)
+	if err != nil {
+		return nil, fmt.Errorf("public key: %w", err)
+	}
+	var ips []net.IP
+	for _, s := range req.IPs {
+		if ip := net.ParseIP(s); ip != nil {
+			ips = append(ips, ip)
+		}
+	}
+	certPEM, err := ca.IssueNodeCert(req.NodeName, pub, req.DNSNames, ips)
+	if err != nil {
+		return nil, err
+	}
+	gk, err := n.store.Setting(SettingGossipKey)
+	if err != nil {
+		return nil, fmt.Errorf("cluster gossip key unavailable: %w", err)
+	}
+	name, _ := n.store.Setting(SettingClusterName)
+	seeds := []string{n.cfg.GossipAdvertise}
+	for _, m := range n.Members() {
+		if m.State == "alive" && m.Name != n.cfg.NodeName {
+			seeds = append(seeds, m.Addr)
+		}
+	}
+	return &joinResponse{ClusterName: string(name), CACert: ca.CertPEM, Cert: certPEM, GossipKey: gk, Seeds: seeds}, nil
+}
+
+func (n *Node) loadCA() (*CA, error) {
+	certPEM, err := n.store.Setting(SettingCACert)
+	if err != nil {
+		return nil, fmt.Errorf("cluster CA not in the store yet: %w", err)
+	}
+	keyPEM, err := n.store.Setting(SettingCAKey)
+	if err != nil {
+		return nil, fmt.Errorf("cluster CA key not in the store yet: %w", err)
+	}
+	return LoadCA(certPEM, keyPEM)
+}
+
+// CAFingerprint is the SHA-256 of the cluster CA certificate.
+func (n *Node) CAFingerprint() [32]byte {
+	var fp [32]byte
+	if n.cfg.CACert != nil {
+		fp = sha256.Sum256(n.cfg.CACert.Raw)
+	}
+	return fp
+}
+
+// CreateToken makes a join token valid for ttl (0 = no expiry) and stores
+// its secret's hash in the replicated store.
+func (n *Node) CreateToken(ctx context.Context, ttl time.Duration, description string) (Token, storage.JoinToken, error) {
+	tok, err := NewToken(n.CAFingerprint())
+	if err != nil {
+		return Token{}, storage.JoinToken{}, err
+	}
+	tok.Addrs = []string{n.cfg.ClusterAdvertise}
+	now := time.Now().UTC()
+	jt := storage.JoinToken{ID: tok.ID, SecretHash: HashSecret(tok.Secret), Created: now, Description: description}
+	if ttl > 0 {
+		jt.Expires = now.Add(ttl)
+	}
+	cmd, err := storage.NewCommand(storage.CmdTokenAdd, jt)
+	if err != nil {
+		return Token{}, jt, err
+	}
+	_, res, err := n.Propose(ctx, cmd)
+	if err != nil {
+		return Token{}, jt, err
+	}
+	if err := res.Err(); err != nil {
+		return Token{}, jt, err
+	}
+	return tok, jt, nil
+}
+
+// InstallSecrets stores the cluster CA, its key, the gossip key and the
+// cluster name in the replicated store (done once, by init).
+func (n *Node) InstallSecrets(ctx context.Context, name string, ca *CA, gossipKey []byte) error {
+	for _, kv := range []struct {
+		k string
+		v []byte
+	}{{SettingClusterName, []byte(name)}, {SettingCACert, ca.CertPEM}, {SettingCAKey, ca.KeyPEM}, {SettingGossipKey, gossipKey}} {
+		cmd, err := storage.NewCommand(storage.CmdSettingSet, struct {
+			Key   string
+			Value []byte
+		}{kv.k, kv.v})
+		if err != nil {
+			return err
+		}
+		_, res, err := n.Propose(ctx, cmd)
+		if err != nil {
+			return err
+		}
+		if err := res.Err(); err != nil {
+			return fmt.Errorf("store %s: %w", kv.k, err)
+		}
+	}
+	return nil
+}
+
+// ParseCertPEM parses the first certificate in a PEM block.
+func ParseCertPEM(b []byte) (*x509.Certificate, error) {
+	blk, _ := pem.Decode(b)
+	if blk == nil || blk.Type != "CERTIFICATE" {
+		return nil, errors.New("cluster: no PEM certificate")
+	}
+	return x509.ParseCertificate(blk.Bytes)
+}

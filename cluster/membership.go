@@ -1,0 +1,243 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+	"github.com/hashicorp/raft"
+)
+
+// metaClusterAddr is the gossip metadata key holding a node's cluster
+// (Raft/RPC) address.
+const metaClusterAddr = "cluster"
+
+func (n *Node) startGossip() error {
+	host, portStr, _ := net.SplitHostPort(n.cfg.GossipBind)
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return fmt.Errorf("cluster: gossip port %q: %w", portStr, err)
+	}
+	advHost, advPortStr, _ := net.SplitHostPort(n.cfg.GossipAdvertise)
+	advPort, err := strconv.Atoi(advPortStr)
+	if err != nil {
+		return fmt.Errorf("cluster: gossip advertise port %q: %w", advPortStr, err)
+	}
+	mc := memberlist.DefaultLANConfig()
+	mc.Name = n.cfg.NodeName
+	mc.BindAddr = host
+	mc.BindPort = port
+	mc.AdvertiseAddr = advHost
+	mc.AdvertisePort = advPort
+	mc.SecretKey = n.cfg.GossipKey
+	mc.GossipVerifyIncoming = true
+	mc.GossipVerifyOutgoing = true
+	mc.Delegate = &gossipDelegate{meta: n.gossipMeta()}
+	mc.Events = &gossipEvents{kick: n.reconcileKick}
+	mc.Logger = NewStdLogger(n.log, "memberlist")
+	if n.cfg.GossipInterval > 0 {
+		mc.GossipInterval = n.cfg.GossipInterval
+		mc.ProbeInterval = 5 * n.cfg.GossipInterval
+		mc.ProbeTimeout = 2 * n.cfg.GossipInterval
+		mc.SuspicionMult = 2
+	}
+	ml, err := memberlist.Create(mc)
+	if err != nil {
+		return fmt.Errorf("cluster: start gossip on %s: %w", n.cfg.GossipBind, err)
+	}
+	n.ml = ml
+	return nil
+}
+
+func (n *Node) gossipMeta() []byte {
+	m := map[string]string{metaClusterAddr: n.cfg.ClusterAdvertise}
+	for k, v := range n.cfg.Meta {
+		m[k] = v
+	}
+	b, _ := json.Marshal(m)
+	if len(b) > memberlist.MetaMaxSize {
+		n.log.Warn("gossip metadata too large; advertising the cluster address only")
+		b, _ = json.Marshal(map[string]string{metaClusterAddr: n.cfg.ClusterAdvertise})
+	}
+	return b
+}
+
+type gossipDelegate struct{ meta []byte }
+
+func (d *gossipDelegate) NodeMeta(limit int) []byte                  { return d.meta }
+func (d *gossipDelegate) NotifyMsg([]byte)                           {}
+func (d *gossipDelegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
+func (d *gossipDelegate) LocalState(join bool) []byte                { return nil }
+func (d *gossipDelegate) MergeRemoteState(buf []byte, join bool)     {}
+
+// gossipEvents only enqueues: the reconcile loop does the work.
+type gossipEvents struct{ kick chan struct{} }
+
+func (e *gossipEvents) NotifyJoin(*memberlist.Node)   { kick(e.kick) }
+func (e *gossipEvents) NotifyLeave(*memberlist.Node)  { kick(e.kick) }
+func (e *gossipEvents) NotifyUpdate(*memberlist.Node) { kick(e.kick) }
+
+// Member is a node as gossip sees it.
+type Member struct {
+	Name   string            `json:"name"`
+	Addr   string            `json:"gossip_addr"`
+	State  string            `json:"state"` // alive, suspect, dead, left
+	Meta   map[string]string `json:"meta,omitempty"`
+	Health int               `json:"-"`
+}
+
+// Members lists every node gossip knows, including failed ones.
+func (n *Node) Members() []Member {
+	var out []Member
+	for _, m := range n.ml.Members() {
+		out = append(out, memberOf(m))
+	}
+	return out
+}
+
+func memberOf(m *memberlist.Node) Member {
+	var meta map[string]string
+	_ = json.Unmarshal(m.Meta, &meta)
+	st := "alive"
+	switch m.State {
+	case memberlist.StateSuspect:
+		st = "suspect"
+	case memberlist.StateDead:
+		st = "dead"
+	case memberlist.StateLeft:
+		st = "left"
+	}
+	return Member{Name: m.Name, Addr: m.Address(), State: st, Meta: meta}
+}
+
+// joinSeedsLoop joins the configured gossip seeds, retrying until one
+// answers, and asks the leader to make this node a voter if it is not one.
+func (n *Node) joinSeedsLoop() {
+	defer n.wg.Done()
+	if len(n.cfg.Seeds) == 0 {
+		return
+	}
+	delay := 200 * time.Millisecond
+	for {
+		if _, err := n.ml.Join(n.cfg.Seeds); err == nil {
+			break
+		} else {
+			n.log.Warn("gossip: cannot reach seeds yet", "seeds", n.cfg.Seeds, "err", err)
+		}
+		select {
+		case <-n.stop:
+			return
+		case <-time.After(delay):
+		}
+		if delay < 5*time.Second {
+			delay *= 2
+		}
+	}
+	n.log.Info("gossip: joined", "members", n.ml.NumMembers())
+}
+
+// reconcileLoop runs on every node but acts only on the leader: it adds
+// alive gossip members that are missing from the Raft configuration, and
+// removes voters that have been dead longer than DeadServerGrace, never
+// shrinking below MinVoters or below what keeps a quorum alive.
+func (n *Node) reconcileLoop() {
+	defer n.wg.Done()
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.stop:
+			return
+		case <-t.C:
+		case <-n.reconcileKick:
+		}
+		if n.raft.State() != raft.Leader {
+			n.mu.Lock()
+			clear(n.mu.deadSince)
+			n.mu.Unlock()
+			continue
+		}
+		n.reconcileOnce()
+	}
+}
+
+func (n *Node) reconcileOnce() {
+	cf := n.raft.GetConfiguration()
+	if cf.Error() != nil {
+		return
+	}
+	servers := cf.Configuration().Servers
+	inRaft := make(map[string]raft.Server, len(servers))
+	voters := 0
+	for _, s := range servers {
+		inRaft[string(s.ID)] = s
+		if s.Suffrage == raft.Voter {
+			voters++
+		}
+	}
+	alive := make(map[string]Member)
+	left := make(map[string]bool)
+	for _, m := range n.Members() {
+		switch m.State {
+		case "alive", "suspect":
+			alive[m.Name] = m
+		case "left":
+			left[m.Name] = true
+		}
+	}
+	for name, m := range alive {
+		if _, ok := inRaft[name]; ok || m.Meta[metaClusterAddr] == "" {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err := n.AddVoter(ctx, name, m.Meta[metaClusterAddr])
+		cancel()
+		if err != nil {
+			n.log.Warn("reconcile: add voter failed", "peer", name, "err", err)
+		}
+	}
+	now := time.Now()
+	aliveVoters := 0
+	for id, s := range inRaft {
+		if _, ok := alive[id]; (ok || id == n.cfg.NodeName) && s.Suffrage == raft.Voter {
+			aliveVoters++
+		}
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for id, s := range inRaft {
+		if _, ok := alive[id]; ok || id == n.cfg.NodeName {
+			delete(n.mu.deadSince, id)
+			continue
+		}
+		since, seen := n.mu.deadSince[id]
+		if !seen {
+			n.mu.deadSince[id] = now
+			continue
+		}
+		if !left[id] && now.Sub(since) < n.cfg.DeadServerGrace {
+			continue
+		}
+		after := voters
+		if s.Suffrage == raft.Voter {
+			after--
+		}
+		if after < n.cfg.MinVoters && !left[id] {
+			continue
+		}
+		if aliveVoters < after/2+1 {
+			continue
+		}
+		n.log.Warn("reconcile: removing failed server", "peer", id, "dead_for", now.Sub(since).Round(time.Second).String(), "left", left[id])
+		if err := n.raft.RemoveServer(s.ID, 0, 10*time.Second).Error(); err != nil {
+			n.log.Warn("reconcile: remove failed", "peer", id, "err", err)
+			continue
+		}
+		delete(n.mu.deadSince, id)
+		voters = after
+	}
+}

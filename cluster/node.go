@@ -1,0 +1,271 @@
+package cluster
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/memberlist"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+
+	"github.com/raftmail/raftmail/storage"
+)
+
+// Sentinel errors of the write path. Propose returns exactly one of them (or
+// nil, or the caller's context error wrapped in one of them).
+var (
+	// ErrNoQuorum: the command was certainly not committed. Safe to answer
+	// a temporary failure (SMTP 451, IMAP NO [UNAVAILABLE]).
+	ErrNoQuorum = errors.New("cluster: no quorum: the cluster cannot commit writes right now")
+	// ErrUnknownOutcome: the command may or may not have been committed and
+	// retries could not find out. The client must not be told it failed.
+	ErrUnknownOutcome = errors.New("cluster: outcome unknown: the write may or may not have been committed")
+	// ErrShutdown: the node is stopping.
+	ErrShutdown = errors.New("cluster: node is shutting down")
+)
+
+// Node is one member of the cluster: Raft, gossip, the cluster port, and the
+// background loops (blob repair, membership reconciliation).
+type Node struct {
+	cfg   Config
+	log   *slog.Logger
+	store *storage.Store
+
+	mux       *muxListener
+	dialer    *dialer
+	rpc       *rpcClient
+	transport *raft.NetworkTransport
+	raft      *raft.Raft
+	boltStore *raftboltdb.BoltStore
+	ml        *memberlist.Memberlist
+
+	reconcileKick chan struct{}
+	repairKick    chan struct{}
+	stop          chan struct{}
+	wg            sync.WaitGroup
+
+	mu struct {
+		sync.Mutex
+		deadSince map[string]time.Time // voter ID -> first seen dead by the leader
+		stopped   bool
+	}
+}
+
+// New validates the configuration; Start brings the node up.
+func New(cfg Config, store *storage.Store) (*Node, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	n := &Node{
+		cfg:           cfg,
+		log:           cfg.Logger.With("node", cfg.NodeName),
+		store:         store,
+		reconcileKick: make(chan struct{}, 1),
+		repairKick:    make(chan struct{}, 1),
+		stop:          make(chan struct{}),
+	}
+	n.mu.deadSince = make(map[string]time.Time)
+	return n, nil
+}
+
+// Name is the node's name (its Raft server ID).
+func (n *Node) Name() string { return n.cfg.NodeName }
+
+// Store is the node's local state machine store.
+func (n *Node) Store() *storage.Store { return n.store }
+
+func (n *Node) clientTLS() *tls.Config { return ClientTLSConfig(n.cfg.CACert, n.cfg.Cert) }
+
+// Start opens the cluster port, starts Raft (bootstrapping a one-node
+// cluster if configured and there is no state yet), joins gossip and starts
+// the background loops.
+func (n *Node) Start() error {
+	raftDir := filepath.Join(n.cfg.DataDir, "raft")
+	if err := os.MkdirAll(filepath.Join(raftDir, "snapshots"), 0o700); err != nil {
+		return fmt.Errorf("cluster: %w", err)
+	}
+	ln, err := net.Listen("tcp", n.cfg.ClusterBind)
+	if err != nil {
+		return fmt.Errorf("cluster: listen on cluster port %s: %w", n.cfg.ClusterBind, err)
+	}
+	n.dialer = &dialer{tlsConf: n.clientTLS}
+	n.rpc = newRPCClient(n.dialer)
+	n.mux = newMuxListener(ln, ServerTLSConfig(n.cfg.CACert, n.cfg.Cert), n.log)
+	n.mux.rpc = n.serveRPC
+	n.mux.join = n.serveJoin
+	n.mux.serve()
+
+	if err := n.startRaft(raftDir); err != nil {
+		n.mux.close()
+		return err
+	}
+	if err := n.startGossip(); err != nil {
+		_ = n.raft.Shutdown().Error()
+		n.mux.close()
+		return err
+	}
+	n.wg.Add(3)
+	go n.reconcileLoop()
+	go n.repairLoop()
+	go n.joinSeedsLoop()
+	return nil
+}
+
+func (n *Node) raftConfig() *raft.Config {
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(n.cfg.NodeName)
+	rc.HeartbeatTimeout = n.cfg.HeartbeatTimeout
+	rc.ElectionTimeout = n.cfg.ElectionTimeout
+	rc.LeaderLeaseTimeout = n.cfg.LeaderLeaseTimeout
+	rc.SnapshotThreshold = n.cfg.SnapshotThreshold
+	rc.SnapshotInterval = n.cfg.SnapshotInterval
+	rc.TrailingLogs = n.cfg.TrailingLogs
+	rc.BatchApplyCh = true
+	rc.MaxAppendEntries = 256
+	// The store persists its applied index with every change, so a restart
+	// resumes from there instead of restoring the last snapshot.
+	rc.NoSnapshotRestoreOnStart = true
+	rc.Logger = NewHCLogger(n.log, "raft", hclog.Info)
+	return rc
+}
+
+func (n *Node) startRaft(dir string) error {
+	rc := n.raftConfig()
+	bolt, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, "raft.db")})
+	if err != nil {
+		return fmt.Errorf("cluster: open raft log %s: %w", filepath.Join(dir, "raft.db"), err)
+	}
+	n.boltStore = bolt
+	logs, err := raft.NewLogCache(1024, bolt)
+	if err != nil {
+		return err
+	}
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(filepath.Join(dir, "snapshots"), 2, NewHCLogger(n.log, "snapshots", hclog.Info))
+	if err != nil {
+		return fmt.Errorf("cluster: snapshot store: %w", err)
+	}
+	n.transport = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream:  &raftStream{mux: n.mux, dialer: n.dialer},
+		MaxPool: 4,
+		Timeout: 10 * time.Second,
+		Logger:  NewHCLogger(n.log, "raft-net", hclog.Warn),
+	})
+	if n.cfg.Bootstrap {
+		has, err := raft.HasExistingState(logs, bolt, snaps)
+		if err != nil {
+			return fmt.Errorf("cluster: read raft state: %w", err)
+		}
+		if !has {
+			conf := raft.Configuration{Servers: []raft.Server{{
+				Suffrage: raft.Voter,
+				ID:       raft.ServerID(n.cfg.NodeName),
+				Address:  raft.ServerAddress(n.cfg.ClusterAdvertise),
+			}}}
+			if err := raft.BootstrapCluster(rc, logs, bolt, snaps, n.transport, conf); err != nil {
+				return fmt.Errorf("cluster: bootstrap: %w", err)
+			}
+			n.log.Info("bootstrapped a one-node cluster")
+		}
+	}
+	r, err := raft.NewRaft(rc, &fsm{store: n.store, node: n}, logs, bolt, snaps, n.transport)
+	if err != nil {
+		return fmt.Errorf("cluster: start raft: %w", err)
+	}
+	n.raft = r
+	return nil
+}
+
+// Shutdown stops the node without leaving the cluster: the others see it
+// as failed and keep its place as a voter. It closes the cluster port,
+// gossip and Raft; the caller closes the store afterwards.
+func (n *Node) Shutdown() error {
+	n.mu.Lock()
+	if n.mu.stopped {
+		n.mu.Unlock()
+		return nil
+	}
+	n.mu.stopped = true
+	n.mu.Unlock()
+
+	close(n.stop)
+	n.wg.Wait()
+	var errs []error
+	if n.ml != nil {
+		errs = append(errs, n.ml.Shutdown())
+	}
+	if n.raft != nil {
+		errs = append(errs, n.raft.Shutdown().Error())
+	}
+	if n.mux != nil {
+		n.mux.close()
+	}
+	if n.transport != nil {
+		errs = append(errs, n.transport.Close())
+	}
+	if n.rpc != nil {
+		n.rpc.close()
+	}
+	if n.boltStore != nil {
+		errs = append(errs, n.boltStore.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// Leave removes this node from the voters (handing over leadership first if
+// it leads), leaves gossip, and shuts down.
+func (n *Node) Leave(ctx context.Context) error {
+	if n.raft.State() == raft.Leader {
+		if err := n.raft.LeadershipTransfer().Error(); err != nil {
+			n.log.Warn("leadership transfer before leave failed", "err", err)
+		}
+	}
+	if err := n.RemoveServer(ctx, n.cfg.NodeName); err != nil {
+		return fmt.Errorf("cluster: leave: %w", err)
+	}
+	if n.ml != nil {
+		_ = n.ml.Leave(5 * time.Second)
+	}
+	return n.Shutdown()
+}
+
+// IsLeader reports whether this node currently leads.
+func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
+
+// Leader returns the leader's cluster address and ID, or empty strings.
+func (n *Node) Leader() (addr, id string) {
+	a, i := n.raft.LeaderWithID()
+	return string(a), string(i)
+}
+
+// WaitLeader blocks until some node leads (as far as this node knows).
+func (n *Node) WaitLeader(ctx context.Context) error {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if a, _ := n.raft.LeaderWithID(); a != "" {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: no leader elected", ErrNoQuorum)
+		case <-t.C:
+		}
+	}
+}
+
+func kick(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}

@@ -1,0 +1,157 @@
+package cluster
+
+import (
+	"context"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// NodeStatus is one node's view of itself, as `raftmail status` shows it.
+type NodeStatus struct {
+	Name         string            `json:"name"`
+	ClusterAddr  string            `json:"cluster_addr"`
+	GossipAddr   string            `json:"gossip_addr,omitempty"`
+	Meta         map[string]string `json:"meta,omitempty"`
+	Reachable    bool              `json:"reachable"`
+	Error        string            `json:"error,omitempty"`
+	Role         string            `json:"role,omitempty"` // Leader, Follower, Candidate, Shutdown
+	Voter        bool              `json:"voter"`
+	Leader       string            `json:"leader,omitempty"`
+	Term         uint64            `json:"term,omitempty"`
+	LastContact  string            `json:"last_contact,omitempty"` // since the leader was last heard; "0s" on the leader
+	CommitIndex  uint64            `json:"commit_index,omitempty"`
+	AppliedIndex uint64            `json:"applied_index"`     // the store's applied index
+	Lag          uint64            `json:"lag"`               // leader's applied index minus this node's
+	MissingBlobs int               `json:"missing_blobs"`     // blobs referenced here but not stored here
+	StateHash    string            `json:"state_hash"`        // SHA-256 over the metadata keyspace
+	HashIndex    uint64            `json:"hash_index"`        // applied index the hash was taken at
+	Gossip       string            `json:"gossip,omitempty"`  // alive, suspect, dead, left (as this node sees it)
+	Uptime       string            `json:"uptime,omitempty"`  // reserved
+	Members      int               `json:"members,omitempty"` // gossip members this node sees
+	Time         time.Time         `json:"time"`
+}
+
+// LocalStatus reports this node's own view.
+func (n *Node) LocalStatus() NodeStatus {
+	st := NodeStatus{
+		Name:        n.cfg.NodeName,
+		ClusterAddr: n.cfg.ClusterAdvertise,
+		GossipAddr:  n.cfg.GossipAdvertise,
+		Meta:        n.cfg.Meta,
+		Reachable:   true,
+		Time:        time.Now().UTC(),
+	}
+	st.Role = n.raft.State().String()
+	_, leaderID := n.raft.LeaderWithID()
+	st.Leader = string(leaderID)
+	stats := n.raft.Stats()
+	st.Term = parseUint(stats["term"])
+	st.CommitIndex = parseUint(stats["commit_index"])
+	if st.Role == raft.Leader.String() {
+		st.LastContact = "0s"
+	} else if lc := n.raft.LastContact(); !lc.IsZero() {
+		st.LastContact = time.Since(lc).Round(time.Millisecond).String()
+	} else {
+		st.LastContact = "never"
+	}
+	if voters, err := n.voters(); err == nil {
+		_, st.Voter = voters[n.cfg.NodeName]
+	}
+	st.AppliedIndex = n.store.AppliedIndex()
+	if _, total, err := n.store.MissingBlobs(0); err == nil {
+		st.MissingBlobs = total
+	}
+	if h, idx, err := n.store.StateHash(); err == nil {
+		st.StateHash = h.String()
+		st.HashIndex = idx
+	}
+	if n.ml != nil {
+		st.Members = n.ml.NumMembers()
+	}
+	st.Gossip = "alive"
+	return st
+}
+
+// ClusterStatus asks every server in the Raft configuration (and every
+// gossip member outside it) for its status, in parallel, and fills in lag
+// relative to the leader. Unreachable nodes are listed with their error.
+func (n *Node) ClusterStatus(ctx context.Context) []NodeStatus {
+	type target struct{ id, addr string }
+	var targets []target
+	voters := map[string]bool{}
+	if cf := n.raft.GetConfiguration(); cf.Error() == nil {
+		for _, s := range cf.Configuration().Servers {
+			targets = append(targets, target{string(s.ID), string(s.Address)})
+			voters[string(s.ID)] = s.Suffrage == raft.Voter
+		}
+	}
+	gossip := map[string]Member{}
+	for _, m := range n.Members() {
+		gossip[m.Name] = m
+		if _, ok := voters[m.Name]; !ok && m.Meta[metaClusterAddr] != "" && m.State == "alive" {
+			targets = append(targets, target{m.Name, m.Meta[metaClusterAddr]})
+		}
+	}
+	out := make([]NodeStatus, len(targets))
+	var wg sync.WaitGroup
+	for i, t := range targets {
+		wg.Add(1)
+		go func(i int, t target) {
+			defer wg.Done()
+			if t.id == n.cfg.NodeName {
+				out[i] = n.LocalStatus()
+				return
+			}
+			timeout := 3 * time.Second
+			if d, ok := ctx.Deadline(); ok && time.Until(d) < timeout {
+				timeout = time.Until(d)
+			}
+			h, _, err := n.rpc.call(t.addr, &rpcHeader{Method: methodStatus}, nil, timeout)
+			if err != nil || h.Status == nil {
+				st := NodeStatus{Name: t.id, ClusterAddr: t.addr, Voter: voters[t.id]}
+				if err != nil {
+					st.Error = err.Error()
+				}
+				out[i] = st
+				return
+			}
+			out[i] = *h.Status
+		}(i, t)
+	}
+	wg.Wait()
+	var leaderApplied uint64
+	for _, st := range out {
+		if st.Role == raft.Leader.String() {
+			leaderApplied = st.AppliedIndex
+		}
+	}
+	for i := range out {
+		if m, ok := gossip[out[i].Name]; ok {
+			out[i].Gossip = m.State
+			if out[i].GossipAddr == "" {
+				out[i].GossipAddr = m.Addr
+			}
+		} else if out[i].Name != n.cfg.NodeName {
+			out[i].Gossip = "unknown"
+		}
+		if out[i].Reachable && leaderApplied > out[i].AppliedIndex {
+			out[i].Lag = leaderApplied - out[i].AppliedIndex
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+func parseUint(s string) uint64 {
+	var v uint64
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return v
+		}
+		v = v*10 + uint64(c-'0')
+	}
+	return v
+}
