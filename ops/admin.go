@@ -1,0 +1,318 @@
+package ops
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/raftmail/raftmail/cluster"
+	"github.com/raftmail/raftmail/storage"
+)
+
+// AdminConfig configures the admin HTTP server.
+type AdminConfig struct {
+	// Addr is the host:port to listen on (default port 7948). Required.
+	Addr string
+	// Token is the bearer token every /v1/ request must carry. Required.
+	Token string
+	// Node is the local cluster node. Required.
+	Node *cluster.Node
+	// OnLeave is called after a successful `leave` so the process can exit.
+	OnLeave func()
+	// Registry receives the node's metrics; nil = a new registry.
+	Registry *prometheus.Registry
+	// Logger; nil = discard.
+	Logger *slog.Logger
+}
+
+// Validate reports the first missing field.
+func (c AdminConfig) Validate() error {
+	switch {
+	case c.Addr == "":
+		return errors.New("ops: admin: Addr is required")
+	case len(c.Token) < 16:
+		return errors.New("ops: admin: Token of at least 16 characters is required")
+	case c.Node == nil:
+		return errors.New("ops: admin: Node is required")
+	}
+	return nil
+}
+
+// Admin is the admin HTTP server: /healthz and /metrics without a token,
+// /v1/... with it.
+type Admin struct {
+	cfg   AdminConfig
+	log   *slog.Logger
+	node  *cluster.Node
+	store *storage.Store
+	srv   *http.Server
+	ln    net.Listener
+}
+
+// NewAdmin validates cfg and builds the server; Start listens.
+func NewAdmin(cfg AdminConfig) (*Admin, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Registry == nil {
+		cfg.Registry = prometheus.NewRegistry()
+	}
+	a := &Admin{cfg: cfg, log: cfg.Logger, node: cfg.Node, store: cfg.Node.Store()}
+	cfg.Registry.MustRegister(newNodeCollector(cfg.Node))
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", a.health)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{}))
+	v1 := http.NewServeMux()
+	v1.HandleFunc("GET /v1/status", a.status)
+	v1.HandleFunc("POST /v1/tokens", a.tokenCreate)
+	v1.HandleFunc("GET /v1/tokens", a.tokenList)
+	v1.HandleFunc("DELETE /v1/tokens/{id}", a.tokenRevoke)
+	v1.HandleFunc("POST /v1/leave", a.leave)
+	v1.HandleFunc("DELETE /v1/nodes/{name}", a.remove)
+	v1.HandleFunc("GET /v1/domains", a.domainList)
+	v1.HandleFunc("POST /v1/domains", a.domainAdd)
+	v1.HandleFunc("DELETE /v1/domains/{name}", a.domainRemove)
+	v1.HandleFunc("GET /v1/users", a.userList)
+	v1.HandleFunc("POST /v1/users", a.userAdd)
+	v1.HandleFunc("PUT /v1/users/{addr}/password", a.userPasswd)
+	v1.HandleFunc("DELETE /v1/users/{addr}", a.userRemove)
+	v1.HandleFunc("GET /v1/aliases", a.aliasList)
+	v1.HandleFunc("POST /v1/aliases", a.aliasAdd)
+	v1.HandleFunc("DELETE /v1/aliases/{addr}", a.aliasRemove)
+	v1.HandleFunc("GET /v1/queue", a.queueList)
+	mux.Handle("/v1/", a.auth(v1))
+	a.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	return a, nil
+}
+
+// Start listens on cfg.Addr and serves in the background.
+func (a *Admin) Start() error {
+	ln, err := net.Listen("tcp", a.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("ops: admin listen on %s: %w", a.cfg.Addr, err)
+	}
+	a.ln = ln
+	go func() {
+		if err := a.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			a.log.Error("admin API stopped", "err", err)
+		}
+	}()
+	return nil
+}
+
+// Addr is the listening address (useful with port 0).
+func (a *Admin) Addr() string { return a.ln.Addr().String() }
+
+// Shutdown stops the server, waiting for requests in flight.
+func (a *Admin) Shutdown(ctx context.Context) error { return a.srv.Shutdown(ctx) }
+
+func (a *Admin) auth(next http.Handler) http.Handler {
+	want := []byte("Bearer " + a.cfg.Token)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got := []byte(r.Header.Get("Authorization"))
+		if subtle.ConstantTimeCompare(got, want) != 1 {
+			a.log.Warn("admin API: refused request without a valid token", "peer", r.RemoteAddr, "path", r.URL.Path)
+			writeError(w, http.StatusUnauthorized, "admin token missing or wrong: pass --admin-token or set RAFTMAIL_ADMIN_TOKEN (the token is in the node's data directory, file admin.token)")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// apiError is the body of every non-2xx answer.
+type apiError struct {
+	Error string `json:"error"`
+	Code  string `json:"code,omitempty"`
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, apiError{Error: msg})
+}
+
+// writeProposeError maps write-path errors to HTTP statuses.
+func (a *Admin) writeProposeError(w http.ResponseWriter, err error) {
+	switch {
+	case errors.Is(err, cluster.ErrNoQuorum):
+		writeError(w, http.StatusServiceUnavailable, "no quorum: the cluster cannot commit writes right now; check `raftmail status`")
+	case errors.Is(err, cluster.ErrUnknownOutcome):
+		writeError(w, http.StatusGatewayTimeout, "outcome unknown: the change may or may not have been applied; check before retrying")
+	case errors.Is(err, storage.ErrNotFound):
+		writeError(w, http.StatusNotFound, err.Error())
+	case errors.Is(err, storage.ErrExists):
+		writeError(w, http.StatusConflict, err.Error())
+	case errors.Is(err, storage.ErrInvalid), errors.Is(err, storage.ErrNotEmpty):
+		writeError(w, http.StatusBadRequest, err.Error())
+	default:
+		a.log.Error("admin API: request failed", "err", err)
+		writeError(w, http.StatusInternalServerError, err.Error())
+	}
+}
+
+// propose commits one command and returns its result, writing the HTTP
+// error itself when it fails (ok=false).
+func (a *Admin) propose(w http.ResponseWriter, r *http.Request, t storage.CommandType, payload any) (storage.Result, bool) {
+	cmd, err := storage.NewCommand(t, payload)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return storage.Result{}, false
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 15*time.Second)
+	defer cancel()
+	_, res, err := a.node.Propose(ctx, cmd)
+	if err == nil {
+		err = res.Err()
+	}
+	if err != nil {
+		a.writeProposeError(w, err)
+		return res, false
+	}
+	return res, true
+}
+
+func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		writeError(w, http.StatusBadRequest, "bad request body: "+err.Error())
+		return false
+	}
+	return true
+}
+
+func (a *Admin) health(w http.ResponseWriter, r *http.Request) {
+	st := a.node.LocalStatus()
+	status := http.StatusOK
+	if st.Leader == "" {
+		status = http.StatusServiceUnavailable
+	}
+	writeJSON(w, status, map[string]any{"node": st.Name, "role": st.Role, "leader": st.Leader, "applied_index": st.AppliedIndex})
+}
+
+func (a *Admin) status(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+	defer cancel()
+	writeJSON(w, http.StatusOK, a.node.ClusterStatus(ctx))
+}
+
+// TokenCreateRequest is the body of POST /v1/tokens.
+type TokenCreateRequest struct {
+	TTL         string `json:"ttl"` // Go duration; "" = 24h, "0" = never expires
+	Description string `json:"description"`
+}
+
+// TokenCreated is the answer to POST /v1/tokens.
+type TokenCreated struct {
+	Token   string    `json:"token"`
+	ID      string    `json:"id"`
+	Expires time.Time `json:"expires,omitzero"`
+	JoinVia string    `json:"join_via"`
+}
+
+func (a *Admin) tokenCreate(w http.ResponseWriter, r *http.Request) {
+	var req TokenCreateRequest
+	if !decodeBody(w, r, &req) {
+		return
+	}
+	ttl := 24 * time.Hour
+	if req.TTL != "" {
+		d, err := time.ParseDuration(req.TTL)
+		if err != nil || d < 0 {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("ttl %q: want a duration like 1h or 30m, or 0 for no expiry", req.TTL))
+			return
+		}
+		ttl = d
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 15*time.Second)
+	defer cancel()
+	tok, jt, err := a.node.CreateToken(ctx, ttl, req.Description)
+	if err != nil {
+		a.writeProposeError(w, err)
+		return
+	}
+	st := a.node.LocalStatus()
+	writeJSON(w, http.StatusCreated, TokenCreated{Token: tok.String(), ID: jt.ID, Expires: jt.Expires, JoinVia: st.ClusterAddr})
+}
+
+// TokenInfo is a token as listed (never its secret).
+type TokenInfo struct {
+	ID          string    `json:"id"`
+	Description string    `json:"description,omitempty"`
+	Created     time.Time `json:"created"`
+	Expires     time.Time `json:"expires,omitzero"`
+	State       string    `json:"state"` // valid, expired, revoked
+}
+
+func (a *Admin) tokenList(w http.ResponseWriter, r *http.Request) {
+	toks, err := a.store.Tokens()
+	if err != nil {
+		a.writeProposeError(w, err)
+		return
+	}
+	out := []TokenInfo{}
+	now := time.Now()
+	for _, t := range toks {
+		ti := TokenInfo{ID: t.ID, Description: t.Description, Created: t.Created, Expires: t.Expires, State: "valid"}
+		switch {
+		case t.Revoked:
+			ti.State = "revoked"
+		case !t.Expires.IsZero() && now.After(t.Expires):
+			ti.State = "expired"
+		}
+		out = append(out, ti)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (a *Admin) tokenRevoke(w http.ResponseWriter, r *http.Request) {
+	if _, ok := a.propose(w, r, storage.CmdTokenRevoke, struct{ ID string }{r.PathValue("id")}); ok {
+		writeJSON(w, http.StatusOK, map[string]string{"revoked": r.PathValue("id")})
+	}
+}
+
+func (a *Admin) leave(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
+	defer cancel()
+	if err := a.node.Leave(ctx); err != nil {
+		a.writeProposeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"left": a.node.Name()})
+	if a.cfg.OnLeave != nil {
+		go a.cfg.OnLeave()
+	}
+}
+
+func (a *Admin) remove(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
+	defer cancel()
+	if err := a.node.RemoveServer(ctx, name); err != nil {
+		if errors.Is(err, cluster.ErrUnknownNode) {
+			writeError(w, http.StatusNotFound, fmt.Sprintf("no node named %q in the cluster; see `raftmail status`", name))
+			return
+		}
+		a.writeProposeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"removed": name})
+}
