@@ -1,0 +1,300 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+	"github.com/spf13/pflag"
+)
+
+// nodeConfig is the node-local configuration: addresses, data directory,
+// tuning. Everything else lives in the replicated store. Precedence, lowest
+// first: defaults, <data-dir>/raftmail.toml (written by init and join), the
+// file named by --config, RAFTMAIL_* environment variables, flags.
+type nodeConfig struct {
+	Name             string   `toml:"name"`
+	ClusterAddr      string   `toml:"cluster_addr"`
+	ClusterAdvertise string   `toml:"cluster_advertise,omitempty"`
+	GossipAddr       string   `toml:"gossip_addr"`
+	GossipAdvertise  string   `toml:"gossip_advertise,omitempty"`
+	AdminAddr        string   `toml:"admin_addr"`
+	Seeds            []string `toml:"seeds,omitempty"`
+	Bootstrap        bool     `toml:"bootstrap,omitempty"`
+	LogLevel         string   `toml:"log_level,omitempty"`
+	LogFormat        string   `toml:"log_format,omitempty"`
+
+	// Tuning, mostly for tests and the chaos suite.
+	RaftTimeout       duration `toml:"raft_timeout,omitempty"` // heartbeat and election timeout
+	SnapshotThreshold uint64   `toml:"snapshot_threshold,omitempty"`
+	SnapshotInterval  duration `toml:"snapshot_interval,omitempty"`
+	TrailingLogs      uint64   `toml:"trailing_logs,omitempty"`
+	GossipInterval    duration `toml:"gossip_interval,omitempty"`
+	DeadServerGrace   duration `toml:"dead_server_grace,omitempty"`
+
+	dataDir string
+}
+
+// duration is a time.Duration written as "500ms" in TOML.
+type duration struct{ time.Duration }
+
+func (d duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+func (d *duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return err
+	}
+	d.Duration = v
+	return nil
+}
+
+const (
+	configFile     = "raftmail.toml"
+	adminTokenFile = "admin.token"
+	envPrefix      = "RAFTMAIL_"
+)
+
+// Paths inside a data directory.
+func (c *nodeConfig) path(parts ...string) string {
+	return filepath.Join(append([]string{c.dataDir}, parts...)...)
+}
+func (c *nodeConfig) storeDir() string { return c.path("store") }
+func (c *nodeConfig) caFile() string   { return c.path("cluster", "ca.crt") }
+func (c *nodeConfig) certFile() string { return c.path("cluster", "node.crt") }
+func (c *nodeConfig) keyFile() string  { return c.path("cluster", "node.key") }
+func (c *nodeConfig) gossipFile() string {
+	return c.path("cluster", "gossip.key")
+}
+func (c *nodeConfig) initialized() bool {
+	_, err := os.Stat(c.path(configFile))
+	return err == nil
+}
+
+func defaultDataDir() string {
+	if os.Geteuid() == 0 {
+		return "/var/lib/raftmail"
+	}
+	if x := os.Getenv("XDG_DATA_HOME"); x != "" {
+		return filepath.Join(x, "raftmail")
+	}
+	if h, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(h, ".local", "share", "raftmail")
+	}
+	return "raftmail-data"
+}
+
+func defaultNodeConfig() nodeConfig {
+	name, _ := os.Hostname()
+	if name == "" {
+		name = "raftmail1"
+	}
+	if i := strings.IndexByte(name, '.'); i > 0 {
+		name = name[:i]
+	}
+	return nodeConfig{
+		Name:        name,
+		ClusterAddr: "0.0.0.0:7947",
+		GossipAddr:  "0.0.0.0:7946",
+		AdminAddr:   "127.0.0.1:7948",
+		LogLevel:    "info",
+		LogFormat:   "text",
+	}
+}
+
+// addNodeFlags declares the node-local settings on a command.
+func addNodeFlags(fs *pflag.FlagSet) {
+	fs.String("name", "", "node name, unique in the cluster (default: the host name)")
+	fs.String("cluster-addr", "", "listen address of the cluster port, Raft and RPC over mutual TLS (default 0.0.0.0:7947)")
+	fs.String("gossip-addr", "", "listen address for gossip, TCP and UDP (default 0.0.0.0:7946)")
+	fs.String("admin-addr", "", "listen address of the admin HTTP API (default 127.0.0.1:7948)")
+	fs.String("advertise", "", "IP address other nodes use to reach this one (default: the listen address, or this host's first private IP)")
+	fs.StringSlice("seeds", nil, "gossip addresses of existing members to join (comma separated)")
+	fs.String("log-level", "", "debug, info, warn or error (default info)")
+	fs.String("log-format", "", "text or json (default text)")
+	fs.Duration("raft-timeout", 0, "Raft heartbeat and election timeout (default 500ms)")
+	fs.Uint64("snapshot-threshold", 0, "Raft log entries between snapshots (default 8192)")
+	fs.Duration("snapshot-interval", 0, "how often the snapshot threshold is checked (default 30s)")
+	fs.Uint64("trailing-logs", 0, "log entries kept after a snapshot (default 20480)")
+	fs.Duration("gossip-interval", 0, "gossip interval; lower for tests (default memberlist's LAN setting)")
+	fs.Duration("dead-server-grace", 0, "how long a voter must be dead before the leader removes it (default 5m)")
+}
+
+func envName(flag string) string {
+	return envPrefix + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+}
+
+// flagOrEnv returns a flag's value if set on the command line, else the
+// RAFTMAIL_* environment variable, else "".
+func flagOrEnv(fs *pflag.FlagSet, name string) (string, bool) {
+	f := fs.Lookup(name)
+	if f != nil && f.Changed {
+		if sv, ok := f.Value.(pflag.SliceValue); ok {
+			return strings.Join(sv.GetSlice(), ","), true
+		}
+		return f.Value.String(), true
+	}
+	if v, ok := os.LookupEnv(envName(name)); ok && v != "" {
+		return v, true
+	}
+	return "", false
+}
+
+// loadNodeConfig builds the effective configuration for a command.
+func loadNodeConfig(fs *pflag.FlagSet) (*nodeConfig, error) {
+	cfg := defaultNodeConfig()
+	cfg.dataDir = defaultDataDir()
+	if v, ok := flagOrEnv(fs, "data-dir"); ok {
+		cfg.dataDir = v
+	}
+	if abs, err := filepath.Abs(cfg.dataDir); err == nil {
+		cfg.dataDir = abs
+	}
+	if cfg.initialized() {
+		if _, err := toml.DecodeFile(cfg.path(configFile), &cfg); err != nil {
+			return nil, fmt.Errorf("read %s: %w (fix or remove the file)", cfg.path(configFile), err)
+		}
+	}
+	if v, ok := flagOrEnv(fs, "config"); ok {
+		if _, err := toml.DecodeFile(v, &cfg); err != nil {
+			return nil, fmt.Errorf("read config file %s: %w", v, err)
+		}
+	}
+	var advertise string
+	var errs []error
+	set := func(name string, apply func(string) error) {
+		if fs.Lookup(name) == nil {
+			return
+		}
+		if v, ok := flagOrEnv(fs, name); ok {
+			if err := apply(v); err != nil {
+				errs = append(errs, fmt.Errorf("--%s / %s %q: %w", name, envName(name), v, err))
+			}
+		}
+	}
+	str := func(dst *string) func(string) error { return func(v string) error { *dst = v; return nil } }
+	dur := func(dst *duration) func(string) error {
+		return func(v string) error { return dst.UnmarshalText([]byte(v)) }
+	}
+	num := func(dst *uint64) func(string) error {
+		return func(v string) error {
+			n, err := strconv.ParseUint(v, 10, 64)
+			*dst = n
+			return err
+		}
+	}
+	set("name", str(&cfg.Name))
+	set("cluster-addr", str(&cfg.ClusterAddr))
+	set("gossip-addr", str(&cfg.GossipAddr))
+	set("admin-addr", str(&cfg.AdminAddr))
+	set("advertise", str(&advertise))
+	set("seeds", func(v string) error { cfg.Seeds = splitList(v); return nil })
+	set("log-level", str(&cfg.LogLevel))
+	set("log-format", str(&cfg.LogFormat))
+	set("raft-timeout", dur(&cfg.RaftTimeout))
+	set("snapshot-threshold", num(&cfg.SnapshotThreshold))
+	set("snapshot-interval", dur(&cfg.SnapshotInterval))
+	set("trailing-logs", num(&cfg.TrailingLogs))
+	set("gossip-interval", dur(&cfg.GossipInterval))
+	set("dead-server-grace", dur(&cfg.DeadServerGrace))
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	if err := cfg.resolveAdvertise(advertise); err != nil {
+		return nil, err
+	}
+	return &cfg, nil
+}
+
+func splitList(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// resolveAdvertise fills the advertised cluster and gossip addresses: from
+// --advertise, else from a specific listen address, else this host's first
+// private IP.
+func (c *nodeConfig) resolveAdvertise(ip string) error {
+	for _, p := range []struct {
+		bind string
+		adv  *string
+		name string
+	}{{c.ClusterAddr, &c.ClusterAdvertise, "cluster-addr"}, {c.GossipAddr, &c.GossipAdvertise, "gossip-addr"}} {
+		host, port, err := net.SplitHostPort(p.bind)
+		if err != nil {
+			return fmt.Errorf("--%s %q: want host:port, for example 0.0.0.0:7947", p.name, p.bind)
+		}
+		switch {
+		case ip != "":
+			if net.ParseIP(ip) == nil {
+				return fmt.Errorf("--advertise %q: want an IP address", ip)
+			}
+			*p.adv = net.JoinHostPort(ip, port)
+		case *p.adv != "":
+		default:
+			h := host
+			if parsed := net.ParseIP(host); parsed == nil || parsed.IsUnspecified() {
+				h = privateIP()
+			}
+			*p.adv = net.JoinHostPort(h, port)
+		}
+	}
+	return nil
+}
+
+// privateIP is this host's first private (or else any global unicast)
+// IPv4 address, or 127.0.0.1.
+func privateIP() string {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return "127.0.0.1"
+	}
+	var global string
+	for _, a := range addrs {
+		ipn, ok := a.(*net.IPNet)
+		if !ok || ipn.IP.To4() == nil || ipn.IP.IsLoopback() {
+			continue
+		}
+		if ipn.IP.IsPrivate() {
+			return ipn.IP.String()
+		}
+		if global == "" && ipn.IP.IsGlobalUnicast() {
+			global = ipn.IP.String()
+		}
+	}
+	if global != "" {
+		return global
+	}
+	return "127.0.0.1"
+}
+
+// save writes the node configuration into the data directory.
+func (c *nodeConfig) save() error {
+	f, err := os.OpenFile(c.path(configFile), os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := fmt.Fprintf(f, "# Raftmail node configuration (node-local settings only).\n"); err != nil {
+		f.Close()
+		return err
+	}
+	if err := toml.NewEncoder(f).Encode(c); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}

@@ -1,0 +1,484 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/raftmail/raftmail/cluster"
+	"github.com/raftmail/raftmail/ops"
+	"github.com/raftmail/raftmail/storage"
+)
+
+func newLogger(cfg *nodeConfig, w io.Writer) (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
+		return nil, fmt.Errorf("log level %q: want debug, info, warn or error", cfg.LogLevel)
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	switch cfg.LogFormat {
+	case "", "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("log format %q: want text or json", cfg.LogFormat)
+}
+
+func writeSecret(path string, data []byte) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic(err)
+	}
+	return hex.EncodeToString(b)
+}
+
+// certNames lists the names and addresses a node certificate is valid for.
+func certNames(cfg *nodeConfig) ([]string, []net.IP) {
+	dns := []string{cfg.Name, "localhost"}
+	if h, err := os.Hostname(); err == nil && h != cfg.Name {
+		dns = append(dns, h)
+	}
+	ips := []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("::1")}
+	for _, a := range []string{cfg.ClusterAdvertise, cfg.GossipAdvertise} {
+		if host, _, err := net.SplitHostPort(a); err == nil {
+			if ip := net.ParseIP(host); ip != nil && !ip.IsLoopback() {
+				ips = append(ips, ip)
+			}
+		}
+	}
+	return dns, ips
+}
+
+// prepareDataDir refuses to initialise over an existing node.
+func prepareDataDir(cfg *nodeConfig) error {
+	if cfg.initialized() {
+		return fmt.Errorf("%s already holds a node (%s): start it with `raftmail serve --data-dir %s`, or pick another --data-dir", cfg.dataDir, cfg.path(configFile), cfg.dataDir)
+	}
+	if err := os.MkdirAll(cfg.path("cluster"), 0o700); err != nil {
+		return fmt.Errorf("create data directory: %w", err)
+	}
+	return nil
+}
+
+// initCluster creates a new cluster in cfg's data directory: CA, node
+// certificate, gossip key, admin token, a bootstrapped one-node Raft with
+// the secrets in the replicated store, and a first join token.
+func initCluster(cfg *nodeConfig, clusterName string, tokenTTL time.Duration, log *slog.Logger) (cluster.Token, error) {
+	if err := prepareDataDir(cfg); err != nil {
+		return cluster.Token{}, err
+	}
+	ca, err := cluster.NewCA(clusterName)
+	if err != nil {
+		return cluster.Token{}, err
+	}
+	key, keyPEM, err := cluster.NewNodeKey()
+	if err != nil {
+		return cluster.Token{}, err
+	}
+	dns, ips := certNames(cfg)
+	certPEM, err := ca.IssueNodeCert(cfg.Name, key.Public(), dns, ips)
+	if err != nil {
+		return cluster.Token{}, err
+	}
+	gossipKey := make([]byte, 32)
+	if _, err := rand.Read(gossipKey); err != nil {
+		return cluster.Token{}, err
+	}
+	for _, f := range []struct {
+		path string
+		data []byte
+	}{
+		{cfg.caFile(), ca.CertPEM},
+		{cfg.certFile(), append(append([]byte{}, certPEM...), ca.CertPEM...)},
+		{cfg.keyFile(), keyPEM},
+		{cfg.gossipFile(), []byte(hex.EncodeToString(gossipKey))},
+		{cfg.path(adminTokenFile), []byte(randomHex(24))},
+	} {
+		if err := writeSecret(f.path, f.data); err != nil {
+			return cluster.Token{}, fmt.Errorf("write %s: %w", f.path, err)
+		}
+	}
+	cfg.Bootstrap = true
+	rt, err := startRuntime(cfg, log)
+	if err != nil {
+		return cluster.Token{}, err
+	}
+	defer rt.close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := rt.node.WaitLeader(ctx); err != nil {
+		return cluster.Token{}, err
+	}
+	for !rt.node.IsLeader() {
+		select {
+		case <-ctx.Done():
+			return cluster.Token{}, errors.New("the new one-node cluster did not elect itself leader")
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	if err := rt.node.InstallSecrets(ctx, clusterName, ca, gossipKey); err != nil {
+		return cluster.Token{}, fmt.Errorf("store cluster secrets: %w", err)
+	}
+	tok, _, err := rt.node.CreateToken(ctx, tokenTTL, "created by init")
+	if err != nil {
+		return cluster.Token{}, fmt.Errorf("create join token: %w", err)
+	}
+	// Written last: a data directory with raftmail.toml is a complete node.
+	if err := cfg.save(); err != nil {
+		return cluster.Token{}, fmt.Errorf("write node configuration: %w", err)
+	}
+	return tok, nil
+}
+
+// runtime is a running node: store, cluster node and admin API.
+type runtime struct {
+	store *storage.Store
+	node  *cluster.Node
+	admin *ops.Admin
+	log   *slog.Logger
+}
+
+func loadClusterCreds(cfg *nodeConfig) (*cluster.Config, error) {
+	caPEM, err := os.ReadFile(cfg.caFile())
+	if err != nil {
+		return nil, fmt.Errorf("read cluster CA: %w (is %s a Raftmail data directory?)", err, cfg.dataDir)
+	}
+	ca, err := cluster.ParseCertPEM(caPEM)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", cfg.caFile(), err)
+	}
+	cert, err := tls.LoadX509KeyPair(cfg.certFile(), cfg.keyFile())
+	if err != nil {
+		return nil, fmt.Errorf("load node certificate: %w", err)
+	}
+	gkHex, err := os.ReadFile(cfg.gossipFile())
+	if err != nil {
+		return nil, fmt.Errorf("read gossip key: %w", err)
+	}
+	gk, err := hex.DecodeString(strings.TrimSpace(string(gkHex)))
+	if err != nil {
+		return nil, fmt.Errorf("%s: not hex: %w", cfg.gossipFile(), err)
+	}
+	return &cluster.Config{CACert: ca, Cert: cert, GossipKey: gk}, nil
+}
+
+// startRuntime opens the store and starts the cluster node. The admin API
+// is started by serve only.
+func startRuntime(cfg *nodeConfig, log *slog.Logger) (*runtime, error) {
+	cc, err := loadClusterCreds(cfg)
+	if err != nil {
+		return nil, err
+	}
+	store, err := storage.Open(storage.Config{Dir: cfg.storeDir(), Logger: log.With("component", "storage")})
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", cfg.storeDir(), err)
+	}
+	cc.NodeName = cfg.Name
+	cc.DataDir = cfg.dataDir
+	cc.ClusterBind = cfg.ClusterAddr
+	cc.ClusterAdvertise = cfg.ClusterAdvertise
+	cc.GossipBind = cfg.GossipAddr
+	cc.GossipAdvertise = cfg.GossipAdvertise
+	cc.Bootstrap = cfg.Bootstrap
+	cc.Seeds = cfg.Seeds
+	cc.Meta = map[string]string{"admin": cfg.AdminAddr}
+	cc.HeartbeatTimeout = cfg.RaftTimeout.Duration
+	cc.ElectionTimeout = cfg.RaftTimeout.Duration
+	cc.SnapshotThreshold = cfg.SnapshotThreshold
+	cc.SnapshotInterval = cfg.SnapshotInterval.Duration
+	cc.TrailingLogs = cfg.TrailingLogs
+	cc.GossipInterval = cfg.GossipInterval.Duration
+	cc.DeadServerGrace = cfg.DeadServerGrace.Duration
+	cc.Logger = log
+	node, err := cluster.New(*cc, store)
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	if err := node.Start(); err != nil {
+		store.Close()
+		return nil, err
+	}
+	return &runtime{store: store, node: node, log: log}, nil
+}
+
+// close shuts down in reverse order: admin API, cluster node, store.
+func (rt *runtime) close() {
+	if rt.admin != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = rt.admin.Shutdown(ctx)
+		cancel()
+	}
+	if err := rt.node.Shutdown(); err != nil {
+		rt.log.Warn("cluster shutdown", "err", err)
+	}
+	if err := rt.store.Close(); err != nil {
+		rt.log.Warn("store close", "err", err)
+	}
+}
+
+func newInitCmd() *cobra.Command {
+	var clusterName string
+	var tokenTTL time.Duration
+	c := &cobra.Command{
+		Use:   "init",
+		Short: "Create a new cluster with this node as its first member",
+		Long: `Create a new cluster in the data directory: a cluster CA, this node's
+certificate, the gossip key, an admin token, and a one-node Raft. Prints a
+join token for the next nodes. Then start the node with 'raftmail serve'.`,
+		Args: exactArgs(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := loadNodeConfig(cmd.Flags())
+			if err != nil {
+				return err
+			}
+			log, err := newLogger(cfg, io.Discard)
+			if err != nil {
+				return err
+			}
+			tok, err := initCluster(cfg, clusterName, tokenTTL, log)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), `Initialized cluster %q with node %q in %s.
+
+Start this node:
+  raftmail serve --data-dir %s
+
+Join another node (token valid %s):
+  raftmail join --token %s %s
+`, clusterName, cfg.Name, cfg.dataDir, cfg.dataDir, ttlText(tokenTTL), tok.String(), cfg.ClusterAdvertise)
+			return nil
+		},
+	}
+	addNodeFlags(c.Flags())
+	c.Flags().StringVar(&clusterName, "cluster-name", "raftmail", "name of the new cluster")
+	c.Flags().DurationVar(&tokenTTL, "token-ttl", 24*time.Hour, "validity of the first join token (0 = no expiry)")
+	return c
+}
+
+func ttlText(d time.Duration) string {
+	if d == 0 {
+		return "until revoked"
+	}
+	return "for " + d.String()
+}
+
+func newServeCmd() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "serve",
+		Short: "Run this node",
+		Long: `Run the node whose data directory is --data-dir. A data directory that holds
+no node yet becomes a new one-node cluster, so 'raftmail serve' alone just works.
+Stops cleanly on SIGINT or SIGTERM.`,
+		Args: exactArgs(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := loadNodeConfig(cmd.Flags())
+			if err != nil {
+				return err
+			}
+			log, err := newLogger(cfg, os.Stderr)
+			if err != nil {
+				return err
+			}
+			if !cfg.initialized() {
+				log.Info("no node in the data directory: creating a one-node cluster", "data_dir", cfg.dataDir)
+				tok, err := initCluster(cfg, "raftmail", 24*time.Hour, log)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.ErrOrStderr(), "New cluster. Join other nodes with:\n  raftmail join --token %s %s\n", tok.String(), cfg.ClusterAdvertise)
+			}
+			return serve(cfg, log)
+		},
+	}
+	addNodeFlags(c.Flags())
+	return c
+}
+
+func serve(cfg *nodeConfig, log *slog.Logger) error {
+	tokenBytes, err := os.ReadFile(cfg.path(adminTokenFile))
+	if err != nil {
+		return fmt.Errorf("read admin token: %w", err)
+	}
+	rt, err := startRuntime(cfg, log)
+	if err != nil {
+		return err
+	}
+	left := make(chan struct{})
+	admin, err := ops.NewAdmin(ops.AdminConfig{
+		Addr:    cfg.AdminAddr,
+		Token:   strings.TrimSpace(string(tokenBytes)),
+		Node:    rt.node,
+		OnLeave: func() { close(left) },
+		Logger:  log.With("component", "admin"),
+	})
+	if err == nil {
+		err = admin.Start()
+	}
+	if err != nil {
+		rt.close()
+		return err
+	}
+	rt.admin = admin
+	log.Info("node running", "name", cfg.Name, "cluster", cfg.ClusterAdvertise, "gossip", cfg.GossipAdvertise, "admin", admin.Addr(), "data_dir", cfg.dataDir)
+
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	select {
+	case s := <-sig:
+		log.Info("stopping", "signal", s.String())
+	case <-left:
+		log.Info("left the cluster; stopping")
+	}
+	signal.Stop(sig)
+	rt.close()
+	log.Info("stopped")
+	return nil
+}
+
+func newJoinCmd() *cobra.Command {
+	var token string
+	c := &cobra.Command{
+		Use:   "join --token TOKEN [HOST:PORT]",
+		Short: "Join this node to an existing cluster",
+		Long: `Join a new node to a cluster. HOST:PORT is the cluster port (7947) of any member;
+without it the address recorded in the token is used. The token (from
+'raftmail init' or 'raftmail token create') proves the node may join and pins the
+cluster's CA, so the node only talks to the cluster the token was made for.
+Then start the node with 'raftmail serve'; it becomes a voter within seconds.`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 1 {
+				return usagef(cmd, "expected at most one HOST:PORT, got %d arguments", len(args))
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if token == "" {
+				token = os.Getenv("RAFTMAIL_TOKEN")
+			}
+			if token == "" {
+				return usagef(cmd, "--token is required (create one on a member with `raftmail token create`)")
+			}
+			tok, err := cluster.ParseToken(token)
+			if err != nil {
+				return err
+			}
+			cfg, err := loadNodeConfig(cmd.Flags())
+			if err != nil {
+				return err
+			}
+			addrs := args
+			if len(addrs) == 0 {
+				addrs = tok.Addrs
+			}
+			if len(addrs) == 0 {
+				return usagef(cmd, "give the cluster port of a member, for example 10.0.0.1:7947")
+			}
+			return joinCluster(cmd, cfg, tok, addrs)
+		},
+	}
+	addNodeFlags(c.Flags())
+	c.Flags().StringVar(&token, "token", "", "join token (env RAFTMAIL_TOKEN)")
+	return c
+}
+
+func joinCluster(cmd *cobra.Command, cfg *nodeConfig, tok cluster.Token, addrs []string) error {
+	if err := prepareDataDir(cfg); err != nil {
+		return err
+	}
+	key, keyPEM, err := cluster.NewNodeKey()
+	if err != nil {
+		return err
+	}
+	pubPEM, err := cluster.MarshalPublicKeyPEM(key.Public())
+	if err != nil {
+		return err
+	}
+	dns, ips := certNames(cfg)
+	req := cluster.JoinRequest{
+		NodeName: cfg.Name, PublicKeyPEM: pubPEM,
+		ClusterAddr: cfg.ClusterAdvertise, GossipAddr: cfg.GossipAdvertise,
+		DNSNames: dns, IPs: ips,
+	}
+	var res *cluster.JoinResult
+	var errs []error
+	for _, addr := range addrs {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		res, err = cluster.RequestJoin(ctx, addr, tok, req)
+		cancel()
+		if err == nil {
+			break
+		}
+		if errors.Is(err, cluster.ErrJoinRefused) {
+			return err
+		}
+		errs = append(errs, err)
+	}
+	if res == nil {
+		return errors.Join(errs...)
+	}
+	for _, f := range []struct {
+		path string
+		data []byte
+	}{
+		{cfg.caFile(), res.CACertPEM},
+		{cfg.certFile(), append(append([]byte{}, res.CertPEM...), res.CACertPEM...)},
+		{cfg.keyFile(), keyPEM},
+		{cfg.gossipFile(), []byte(hex.EncodeToString(res.GossipKey))},
+		{cfg.path(adminTokenFile), []byte(randomHex(24))},
+	} {
+		if err := writeSecret(f.path, f.data); err != nil {
+			return fmt.Errorf("write %s: %w", f.path, err)
+		}
+	}
+	cfg.Seeds = res.Seeds
+	cfg.Bootstrap = false
+	if err := cfg.save(); err != nil {
+		return fmt.Errorf("write node configuration: %w", err)
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), `Joined cluster %q as node %q (data in %s).
+
+Start this node:
+  raftmail serve --data-dir %s
+`, res.ClusterName, cfg.Name, cfg.dataDir, cfg.dataDir)
+	return nil
+}
