@@ -6,8 +6,6 @@ import (
 	"errors"
 	"testing"
 	"time"
-
-	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
 func init() { strictHandlers = true }
@@ -131,8 +129,6 @@ func wantErr(tb testing.TB, r Result, want error) {
 		tb.Fatalf("got %v (code %q), want %v", err, r.Code, want)
 	}
 }
-
-var _ = vfs.Default
 
 // dumpState lists every metadata and wanted key and value except the
 // applied index and the de-duplication tables.

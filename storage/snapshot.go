@@ -273,8 +273,11 @@ func (s *Store) Restore(r io.Reader) error {
 	if !bytes.Equal(sum, want) {
 		return snapErr("checksum mismatch")
 	}
-	if _, err := hr.r.ReadByte(); err != io.EOF {
+	switch _, err := hr.r.ReadByte(); {
+	case err == nil:
 		return snapErr("data after trailer")
+	case err != io.EOF:
+		return fmt.Errorf("storage: restore: read: %w", err)
 	}
 	if err := b.Commit(pebble.Sync); err != nil {
 		panic(fmt.Sprintf("storage: commit restore: %v", err))
