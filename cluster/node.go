@@ -22,16 +22,35 @@ import (
 
 // Sentinel errors of the write path. Propose returns exactly one of them (or
 // nil, or the caller's context error wrapped in one of them).
+//
+// Protocol packages do not import cluster; they classify errors through the
+// methods these values carry: Temporary() reports a clean, retryable failure
+// (nothing was committed), OutcomeUnknown() a write that may or may not
+// have been committed.
 var (
 	// ErrNoQuorum: the command was certainly not committed. Safe to answer
 	// a temporary failure (SMTP 451, IMAP NO [UNAVAILABLE]).
-	ErrNoQuorum = errors.New("cluster: no quorum: the cluster cannot commit writes right now")
+	ErrNoQuorum error = &writeError{msg: "cluster: no quorum: the cluster cannot commit writes right now", temporary: true}
 	// ErrUnknownOutcome: the command may or may not have been committed and
 	// retries could not find out. The client must not be told it failed.
-	ErrUnknownOutcome = errors.New("cluster: outcome unknown: the write may or may not have been committed")
+	ErrUnknownOutcome error = &writeError{msg: "cluster: outcome unknown: the write may or may not have been committed", unknown: true}
 	// ErrShutdown: the node is stopping.
-	ErrShutdown = errors.New("cluster: node is shutting down")
+	ErrShutdown error = &writeError{msg: "cluster: node is shutting down", temporary: true}
 )
+
+type writeError struct {
+	msg       string
+	temporary bool
+	unknown   bool
+}
+
+func (e *writeError) Error() string { return e.msg }
+
+// Temporary reports that nothing was committed and a retry may succeed.
+func (e *writeError) Temporary() bool { return e.temporary }
+
+// OutcomeUnknown reports that the write may have been committed.
+func (e *writeError) OutcomeUnknown() bool { return e.unknown }
 
 // Node is one member of the cluster: Raft, gossip, the cluster port, and the
 // background loops (blob repair, membership reconciliation).

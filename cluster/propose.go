@@ -39,6 +39,9 @@ func (n *Node) Propose(ctx context.Context, cmd storage.Command) (uint64, storag
 			case <-ctx.Done():
 				return 0, storage.Result{}, n.proposeFailure(maybe, lastErr)
 			case <-n.stop:
+				if maybe {
+					return 0, storage.Result{}, fmt.Errorf("%w (node shutting down)", ErrUnknownOutcome)
+				}
 				return 0, storage.Result{}, ErrShutdown
 			case <-time.After(backoff):
 			}
@@ -58,10 +61,13 @@ func (n *Node) Propose(ctx context.Context, cmd storage.Command) (uint64, storag
 			}
 			return idx, res, nil
 		}
+		maybe = maybe || sent
 		if errors.Is(err, ErrShutdown) {
+			if maybe {
+				return 0, storage.Result{}, fmt.Errorf("%w (node shutting down)", ErrUnknownOutcome)
+			}
 			return 0, storage.Result{}, err
 		}
-		maybe = maybe || sent
 		lastErr = err
 	}
 }
