@@ -1,0 +1,120 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/raftmail/raftmail/storage"
+)
+
+func newStore(t *testing.T) *storage.Store {
+	t.Helper()
+	st, err := storage.Open(storage.Config{Dir: filepath.Join(t.TempDir(), "store")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	apply := func(i uint64, typ storage.CommandType, payload any) {
+		cmd, err := storage.NewCommand(typ, payload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res := st.Apply(storage.Entry{Index: i, Data: cmd.Encode()}); res.Err() != nil {
+			t.Fatal(res.Err())
+		}
+	}
+	hash, err := storage.HashPassword("right-password")
+	if err != nil {
+		t.Fatal(err)
+	}
+	apply(1, storage.CmdDomainAdd, struct{ Name string }{"example.test"})
+	apply(2, storage.CmdAccountAdd, struct {
+		Address, PasswordHash string
+		QuotaBytes            int64
+	}{"u@example.test", hash, 0})
+	return st
+}
+
+func TestAuthenticateAndLock(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	c := New(Config{Store: newStore(t), MaxFailures: 3, BaseDelay: -1, Now: func() time.Time { return now }})
+	ctx := context.Background()
+	if _, err := c.Authenticate(ctx, "192.0.2.1", "U@example.test", "right-password"); err != nil {
+		t.Fatalf("good login: %v", err)
+	}
+	for i := 0; i < 3; i++ {
+		if _, err := c.Authenticate(ctx, "192.0.2.1", "u@example.test", "wrong"); !errors.Is(err, ErrFailed) {
+			t.Fatalf("failure %d: %v", i, err)
+		}
+	}
+	// Locked now, even with the right password, from this IP...
+	if _, err := c.Authenticate(ctx, "192.0.2.1", "u@example.test", "right-password"); !errors.Is(err, ErrLocked) {
+		t.Fatalf("after 3 failures: %v, want ErrLocked", err)
+	}
+	// ...and for this account from anywhere.
+	if _, err := c.Authenticate(ctx, "192.0.2.99", "u@example.test", "right-password"); !errors.Is(err, ErrLocked) {
+		t.Fatalf("account lock: %v, want ErrLocked", err)
+	}
+	now = now.Add(16 * time.Minute)
+	if _, err := c.Authenticate(ctx, "192.0.2.1", "u@example.test", "right-password"); err != nil {
+		t.Fatalf("after the lock expired: %v", err)
+	}
+	if _, err := c.Authenticate(ctx, "", "nobody@example.test", "x"); !errors.Is(err, ErrFailed) {
+		t.Fatalf("unknown user: %v", err)
+	}
+}
+
+func TestDelayGrows(t *testing.T) {
+	c := New(Config{Store: nil})
+	if c.delay(1) != 250*time.Millisecond || c.delay(2) != 500*time.Millisecond || c.delay(10) != 4*time.Second {
+		t.Fatalf("delays: %v %v %v", c.delay(1), c.delay(2), c.delay(10))
+	}
+}
+
+func TestLoginServer(t *testing.T) {
+	var gotU, gotP string
+	s := NewLoginServer(func(u, p string) error { gotU, gotP = u, p; return nil })
+	ch, done, err := s.Next(nil)
+	if string(ch) != "Username:" || done || err != nil {
+		t.Fatalf("step 0: %q %v %v", ch, done, err)
+	}
+	ch, done, err = s.Next([]byte("user"))
+	if string(ch) != "Password:" || done || err != nil {
+		t.Fatalf("step 1: %q %v %v", ch, done, err)
+	}
+	if _, done, err = s.Next([]byte("pass")); !done || err != nil || gotU != "user" || gotP != "pass" {
+		t.Fatalf("step 2: %v %v %q %q", done, err, gotU, gotP)
+	}
+	// Initial response carries the user name.
+	s = NewLoginServer(func(u, p string) error { gotU = u; return errors.New("no") })
+	if ch, _, _ := s.Next([]byte("ir-user")); string(ch) != "Password:" {
+		t.Fatalf("initial response: %q", ch)
+	}
+	if _, done, err := s.Next([]byte("x")); !done || err == nil || gotU != "ir-user" {
+		t.Fatalf("initial response auth: %v %v %q", done, err, gotU)
+	}
+	s = NewLoginServer(func(u, p string) error { return nil })
+	if _, done, err := s.Next([]byte{}); !done || !errors.Is(err, ErrLoginSyntax) {
+		t.Fatalf("empty user: %v %v", done, err)
+	}
+}
+
+func FuzzLoginServer(f *testing.F) {
+	f.Add([]byte("user"), []byte("pass"), true)
+	f.Add([]byte{}, []byte{0xff}, false)
+	f.Fuzz(func(t *testing.T, a, b []byte, initial bool) {
+		s := NewLoginServer(func(u, p string) error { return nil })
+		first := a
+		if !initial {
+			first = nil
+		}
+		for _, r := range [][]byte{first, a, b, b} {
+			if _, done, _ := s.Next(r); done {
+				return
+			}
+		}
+	})
+}
