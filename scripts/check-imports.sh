@@ -4,7 +4,7 @@
 #
 #   storage/...    imports nothing internal
 #   cluster/...    storage
-#   protocol/X/... storage; protocol/smtp and protocol/delivery may also
+#   protocol/X/... storage and protocol/auth; protocol/smtp and protocol/delivery may also
 #                  import protocol/mailauth. Not cluster (protocol packages
 #                  declare the small interfaces they need) and no other
 #                  protocol package.
@@ -64,13 +64,15 @@ allowed() {
 		;;
 	protocol/*)
 		[ "$to" = storage ] && return 0
+		# protocol/auth (logins, throttling, SASL) is shared by every protocol.
+		[ "$to" = protocol/auth ] && [ "$from" != protocol/auth ] && return 0
 		if [ "$to" = protocol/mailauth ] && { [ "$from" = protocol/smtp ] || [ "$from" = protocol/delivery ]; }; then
 			return 0
 		fi
 		case $to in
 		cluster) echo "protocol packages may import only storage; declare the interface you need from cluster in $from" ;;
 		protocol/mailauth) echo "only protocol/smtp and protocol/delivery may import protocol/mailauth" ;;
-		*) echo "protocol packages may import only storage, not each other; protocol/smtp and protocol/delivery may also import protocol/mailauth" ;;
+		*) echo "protocol packages may import only storage and protocol/auth, not each other; protocol/smtp and protocol/delivery may also import protocol/mailauth" ;;
 		esac
 		return 1
 		;;
