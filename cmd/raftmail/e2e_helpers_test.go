@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	goruntime "runtime" // package main has a type named runtime
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -72,20 +73,37 @@ func binary(t *testing.T) string {
 	e2e.buildOnce.Do(func() {
 		start := time.Now()
 		bin := filepath.Join(e2e.dir, "raftmail")
-		gobin := filepath.Join(goruntime.GOROOT(), "bin", "go")
-		cmd := exec.Command(gobin, "build", "-o", bin, ".")
+		args := []string{"build", "-o", bin}
+		if raceEnabled() {
+			args = append(args, "-race") // find races in the real nodes too
+		}
+		cmd := exec.Command(filepath.Join(goruntime.GOROOT(), "bin", "go"), append(args, ".")...)
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			e2e.buildErr = fmt.Errorf("go build: %v\n%s", err, out)
 			return
 		}
 		e2e.bin = bin
-		t.Logf("built %s in %s", bin, time.Since(start).Round(time.Millisecond))
+		t.Logf("built %s (race detector %v) in %s", bin, raceEnabled(), time.Since(start).Round(time.Millisecond))
 	})
 	if e2e.buildErr != nil {
 		t.Fatal(e2e.buildErr)
 	}
 	return e2e.bin
+}
+
+// raceEnabled reports whether this test binary was built with -race.
+func raceEnabled() bool {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return false
+	}
+	for _, s := range bi.Settings {
+		if s.Key == "-race" {
+			return s.Value == "true"
+		}
+	}
+	return false
 }
 
 // cliEnv is the environment of every process the tests start: no RAFTMAIL_*
@@ -274,7 +292,16 @@ func newNode(t *testing.T, name string) *node {
 		adminAddr:   loopback(freePort(t)),
 		logPath:     filepath.Join(root, name+".log"),
 	}
+	// Registered before any process is started, so it runs after they
+	// have all been stopped and the log is complete.
 	t.Cleanup(func() {
+		if b, err := os.ReadFile(n.logPath); err == nil {
+			for _, bad := range []string{"WARNING: DATA RACE", "panic:"} {
+				if bytes.Contains(b, []byte(bad)) {
+					t.Errorf("%s's log (%s) contains %q", n.name, n.logPath, bad)
+				}
+			}
+		}
 		if t.Failed() {
 			t.Logf("---- last lines of %s's log (%s) ----\n%s", n.name, n.logPath, tail(n.logPath, 40))
 		}
@@ -441,6 +468,9 @@ func (n *node) stopProcess(cmd *exec.Cmd, done chan struct{}) {
 	_ = cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-done:
+		if code := cmd.ProcessState.ExitCode(); code != 0 {
+			n.t.Errorf("%s (pid %d) exited with status %d after SIGTERM, want 0", n.name, cmd.Process.Pid, code)
+		}
 		return
 	case <-time.After(stopTimeout):
 	}
@@ -534,27 +564,38 @@ func byName(t *testing.T, nodes []*node, name string) *node {
 	return nil
 }
 
-// leaderAndFollowers splits nodes by the roles status via reports.
-func leaderAndFollowers(t *testing.T, via *node, nodes []*node) (*node, []*node) {
+// waitLeader waits until status through via shows exactly one leader
+// that every reachable node agrees on, and returns it and the other nodes
+// (reachable or not).
+func waitLeader(t *testing.T, via *node, nodes []*node) (leader *node, others []*node) {
 	t.Helper()
-	st, err := via.status()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var leader *node
-	var followers []*node
-	for _, s := range st {
-		n := byName(t, nodes, s.Name)
-		if s.Role == "Leader" {
-			leader = n
-		} else {
-			followers = append(followers, n)
+	waitFor(t, clusterTimeout, "an agreed leader (status via "+via.name+")", func() (bool, string) {
+		st, err := via.status()
+		if err != nil {
+			return false, err.Error()
 		}
-	}
-	if leader == nil {
-		t.Fatalf("no leader: %s", summary(st))
-	}
-	return leader, followers
+		leader, others = nil, nil
+		leaders := 0
+		for _, s := range st {
+			n := byName(t, nodes, s.Name)
+			if s.Role == "Leader" {
+				leader = n
+				leaders++
+			} else {
+				others = append(others, n)
+			}
+		}
+		if leaders != 1 {
+			return false, summary(st)
+		}
+		for _, s := range st {
+			if s.Reachable && s.Leader != leader.name {
+				return false, summary(st)
+			}
+		}
+		return true, ""
+	})
+	return leader, others
 }
 
 // domains is `domain list --json` through n.

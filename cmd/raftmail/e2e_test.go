@@ -25,24 +25,13 @@ import (
 func TestE2ECluster(t *testing.T) {
 	nodes := newCluster(t, 3)
 
-	// a. Every node's status shows three reachable voters and one leader,
-	// and all agree on who leads.
+	// a. Status through every node shows three reachable voters and one
+	// leader they all agree on.
 	for _, n := range nodes {
-		st, err := n.status()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if ok, detail := healthy(st, 3); !ok {
-			t.Fatalf("status via %s: want 3 reachable voters and one leader: %s", n.name, detail)
-		}
-		for _, s := range st {
-			if s.Leader != st[0].Leader || s.Leader == "" {
-				t.Errorf("status via %s: nodes disagree on the leader: %s", n.name, summary(st))
-				break
-			}
-		}
+		waitHealthy(t, n, 3)
+		waitLeader(t, n, nodes)
 	}
-	leader, followers := leaderAndFollowers(t, nodes[0], nodes)
+	leader, followers := waitLeader(t, nodes[0], nodes)
 	t.Logf("leader %s, followers %s and %s", leader.name, followers[0].name, followers[1].name)
 
 	// b. A write through a follower is forwarded to the leader; the follower
@@ -79,10 +68,8 @@ func TestE2ECluster(t *testing.T) {
 	addDomainEventually(t, follower, "after.test")
 	t.Logf("failover: after.test committed via %s %s after kill -9 of leader %s",
 		follower.name, time.Since(killedAt).Round(time.Millisecond), leader.name)
-	newLeader, _ := leaderAndFollowers(t, follower, nodes)
-	if newLeader == leader {
-		t.Errorf("status still names the killed %s as leader", leader.name)
-	}
+	newLeader, _ := waitLeader(t, follower, nodes)
+	t.Logf("new leader: %s", newLeader.name)
 
 	// e. The killed node restarts with the same flags and catches up.
 	leader.start()
@@ -116,8 +103,10 @@ func TestE2ECluster(t *testing.T) {
 			t.Errorf("GET /v1/status with %s: want an error saying the admin token is missing or wrong, got %s", tc.name, body)
 		}
 	}
-	if code, body := httpGet(t, base+"/healthz", ""); code != http.StatusOK {
-		t.Errorf("GET /healthz without a token: status %d, want 200: %s", code, body)
+	for _, path := range []string{"/healthz", "/metrics"} {
+		if code, body := httpGet(t, base+path, ""); code != http.StatusOK {
+			t.Errorf("GET %s without a token: status %d, want 200: %s", path, code, body)
+		}
 	}
 }
 
@@ -183,8 +172,23 @@ func TestE2EJoinRefusals(t *testing.T) {
 		})
 	}
 
-	// The stranger's own cluster is untouched by all this, and the member
-	// still has exactly the one node.
+	// A valid token, but the name of an existing member.
+	t.Run("name_taken", func(t *testing.T) {
+		n := newNode(t, member.name)
+		res := n.join(createToken("10m").Token, via)
+		t.Logf("join refused: %s", strings.TrimSpace(res.stderr))
+		assertFailure(t, res, "join refused", `node name "`+member.name+`" is already used`)
+		assertNotInitialized(t, n.dir)
+	})
+
+	// A valid token, but a data directory that already holds a node.
+	t.Run("data_dir_in_use", func(t *testing.T) {
+		res := stranger.join(createToken("10m").Token, via)
+		assertFailure(t, res, "already holds a node", "pick another --data-dir")
+	})
+
+	// The member still has exactly the one node: none of the joins above
+	// changed its membership.
 	st, err := member.status()
 	if err != nil {
 		t.Fatal(err)
@@ -227,7 +231,7 @@ func TestE2ECLIMistakes(t *testing.T) {
 
 func TestE2EMinority(t *testing.T) {
 	nodes := newCluster(t, 3)
-	leader, followers := leaderAndFollowers(t, nodes[0], nodes)
+	leader, followers := waitLeader(t, nodes[0], nodes)
 	survivor, victim := followers[0], followers[1]
 
 	// Kill the leader and one follower: the survivor is left without a
