@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -19,6 +20,13 @@ type Entry struct {
 // long quiet period does not make one Apply slow. It is a constant, so
 // pruning stays deterministic.
 const maxPrunePerEntry = 1024
+
+// BlobDeleteGrace is how long a blob stays after its last reference is
+// dropped (in command time). A message accepted meanwhile with the same
+// body (its blob stored, its Deliver not yet applied) revives the blob
+// instead of finding it deleted on every node. A constant: every node must
+// delete at the same point of the log.
+const BlobDeleteGrace = time.Hour
 
 // strictHandlers makes a handler that writes and then fails panic. Tests
 // set it; in production such a bug is logged and its writes committed (on
@@ -143,9 +151,11 @@ func (t *tx) apply(e Entry) Result {
 			panic(fmt.Sprintf("storage: log entry %d: stored result of command %x: %v", e.Index, cmd.ID, err))
 		}
 		t.prune()
+		t.sweepBlobs()
 		return r
 	}
 	t.prune()
+	t.sweepBlobs()
 	before := t.b.Count()
 	data, err := h(t)
 	var r Result
@@ -200,6 +210,26 @@ func (t *tx) prune() {
 		copy(id[:], kv.k[len(kv.k)-16:])
 		t.del(kv.k)
 		t.del(dedupKey(id))
+	}
+}
+
+// sweepBlobs deletes blobs unreferenced for longer than BlobDeleteGrace
+// (in command time), at most maxPrunePerEntry per entry.
+func (t *tx) sweepBlobs() {
+	now := cmdNanos(t.cmd)
+	cutoff := now - int64(BlobDeleteGrace)
+	if cutoff > now { // underflow
+		return
+	}
+	lo := []byte{prefixMeta, tBlobGarbage}
+	hi := append([]byte{prefixMeta, tBlobGarbage}, be64(orderedNanos(cutoff))...)
+	for _, kv := range t.scanRange(lo, hi, maxPrunePerEntry) {
+		var h Hash
+		copy(h[:], kv.k[len(kv.k)-len(h):])
+		t.del(kv.k)
+		t.del(blobGarbIdxKey(h))
+		t.del(blobKey(h))
+		t.del(wantedKey(h))
 	}
 }
 
@@ -306,6 +336,11 @@ func (t *tx) decode(v any) error {
 // Blob references. Each placed message and queue entry holds one.
 
 func (t *tx) incref(h Hash) {
+	if v, ok := t.get(blobGarbIdxKey(h)); ok && len(v) == 8 {
+		// Unreferenced but not yet deleted: referenced again.
+		t.del(blobGarbageKey(binary.BigEndian.Uint64(v), h))
+		t.del(blobGarbIdxKey(h))
+	}
 	var n uint64
 	if v, ok := t.get(blobRefKey(h)); ok && len(v) == 8 {
 		n = binary.BigEndian.Uint64(v)
@@ -324,9 +359,13 @@ func (t *tx) decref(h Hash) {
 		n = binary.BigEndian.Uint64(v)
 	}
 	if n <= 1 {
+		// Deleted after BlobDeleteGrace by sweepBlobs, unless referenced
+		// again by then.
 		t.del(blobRefKey(h))
-		t.del(blobKey(h))
 		t.del(wantedKey(h))
+		at := orderedNanos(cmdNanos(t.cmd))
+		t.set(blobGarbageKey(at, h), nil)
+		t.set(blobGarbIdxKey(h), be64(at))
 		return
 	}
 	t.set(blobRefKey(h), be64(n-1))

@@ -130,6 +130,7 @@ func TestCommands(t *testing.T) {
 				if al, _ := h.s.Alias("both@example.test"); !slices.Equal(al.Targets, []string{"b@example.test"}) {
 					t.Fatalf("alias both = %v", al)
 				}
+				h.afterGrace()
 				if bh, _ := blobOf("x"); h.s.HasBlob(bh) {
 					t.Fatal("blob not released")
 				}
@@ -242,6 +243,7 @@ func TestCommands(t *testing.T) {
 				if a, _ := h.s.Account("a@example.test"); a.UsedBytes != 0 {
 					t.Fatalf("UsedBytes %d", a.UsedBytes)
 				}
+				h.afterGrace()
 				if bh, _ := blobOf("t"); h.s.HasBlob(bh) {
 					t.Fatal("blob kept")
 				}
@@ -415,6 +417,7 @@ func TestCommands(t *testing.T) {
 			}
 		}, typ: CmdQueueRemove, payload: p(QueueRemove{ID: "q1"}),
 			check: func(t *testing.T, h *harness, r Result) {
+				h.afterGrace()
 				if h.s.HasBlob(blob) {
 					t.Fatal("blob kept after its last reference")
 				}

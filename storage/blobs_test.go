@@ -29,6 +29,18 @@ func TestBlobRefcount(t *testing.T) {
 		t.Fatalf("blob after first expunge: %q, %v", got, err)
 	}
 	h.ok(CmdExpunge, Expunge{MailboxID: p2.MailboxID, UIDs: []uint32{p2.UID}})
+	if !h.s.HasBlob(bh) {
+		t.Fatal("blob deleted at once, before BlobDeleteGrace")
+	}
+	// Accepted again meanwhile (same body): the blob is revived and
+	// survives the grace period.
+	p3 := h.deliver("a@example.test", "", "the message")
+	h.afterGrace()
+	if !h.s.HasBlob(bh) {
+		t.Fatal("revived blob deleted")
+	}
+	h.ok(CmdExpunge, Expunge{MailboxID: p3.MailboxID, UIDs: []uint32{p3.UID}})
+	h.afterGrace()
 	if _, err := h.s.Blob(bh); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("blob after last expunge: %v", err)
 	}

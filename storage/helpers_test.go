@@ -28,11 +28,20 @@ func openStore(tb testing.TB, cfg Config) *Store {
 
 // harness applies commands with deterministic IDs, times and indexes.
 type harness struct {
-	tb  testing.TB
-	s   *Store
-	idx uint64
-	n   uint64 // commands made, for IDs and times
-	log []Entry
+	tb   testing.TB
+	s    *Store
+	idx  uint64
+	n    uint64 // commands made, for IDs and times
+	skew time.Duration
+	log  []Entry
+}
+
+// afterGrace moves command time past BlobDeleteGrace and applies a no-op,
+// so blobs unreferenced before now are deleted.
+func (h *harness) afterGrace() {
+	h.tb.Helper()
+	h.skew += BlobDeleteGrace + time.Minute
+	h.ok(CmdNoop, nil)
 }
 
 func newHarness(tb testing.TB) *harness {
@@ -49,7 +58,7 @@ func (h *harness) cmd(typ CommandType, payload any) Command {
 	h.n++
 	c.ID = [16]byte{}
 	binary.BigEndian.PutUint64(c.ID[8:], h.n)
-	c.Time = t0.Add(time.Duration(h.n) * time.Second)
+	c.Time = t0.Add(time.Duration(h.n)*time.Second + h.skew)
 	return c
 }
 

@@ -28,6 +28,8 @@ const (
 	tMailboxName = 0x21 // + account 0x00 name -> be64 id
 	tMessage     = 0x22 // + be64 mailbox id + be32 uid -> Message JSON
 	tBlobRef     = 0x30 // + hash -> be64 reference count
+	tBlobGarbage = 0x31 // + be64 ordered time + hash -> empty: unreferenced since that time
+	tBlobGarbIdx = 0x32 // + hash -> be64 ordered time (the tBlobGarbage key's time)
 	tQueue       = 0x40 // + id -> QueueEntry JSON
 	tDedup       = 0x50 // + command id -> be64 time + Result JSON
 	tDedupTime   = 0x51 // + be64 ordered time + command id -> empty
@@ -119,6 +121,12 @@ func messageKey(mailboxID uint64, uid uint32) []byte {
 func blobRefKey(h Hash) []byte { return append([]byte{prefixMeta, tBlobRef}, h[:]...) }
 func blobKey(h Hash) []byte    { return append([]byte{prefixBlob}, h[:]...) }
 func wantedKey(h Hash) []byte  { return append([]byte{prefixWanted}, h[:]...) }
+
+func blobGarbageKey(nanos uint64, h Hash) []byte {
+	k := append([]byte{prefixMeta, tBlobGarbage}, be64(nanos)...)
+	return append(k, h[:]...)
+}
+func blobGarbIdxKey(h Hash) []byte { return append([]byte{prefixMeta, tBlobGarbIdx}, h[:]...) }
 
 func dedupKey(id [16]byte) []byte { return append([]byte{prefixMeta, tDedup}, id[:]...) }
 
