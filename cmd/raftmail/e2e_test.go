@@ -84,7 +84,7 @@ func TestE2ECluster(t *testing.T) {
 		}
 	}
 
-	// f. The admin API wants the token; /healthz does not.
+	// f. The admin API wants the token; /healthz and /metrics do not.
 	base := "http://" + nodes[0].adminAddr
 	for _, tc := range []struct {
 		name, auth string
