@@ -62,6 +62,10 @@ type Config struct {
 	// ProposeTimeout bounds Propose when the caller's context has no
 	// deadline; 0 = 10s.
 	ProposeTimeout time.Duration
+	// NoLeaderTimeout: Propose gives up with ErrNoQuorum once no leader has
+	// been known for this long and nothing was sent; 0 = 10 election
+	// timeouts (5s with the LAN defaults).
+	NoLeaderTimeout time.Duration
 	// DeadServerGrace is how long a voter must be dead in gossip before the
 	// leader removes it (never below MinVoters); 0 = 5 minutes.
 	DeadServerGrace time.Duration
@@ -101,6 +105,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.TrailingLogs == 0 {
 		c.TrailingLogs = 20480
+	}
+	if c.NoLeaderTimeout == 0 {
+		c.NoLeaderTimeout = 10 * c.ElectionTimeout
 	}
 	if c.ProposeTimeout == 0 {
 		c.ProposeTimeout = 10 * time.Second

@@ -32,6 +32,7 @@ func (n *Node) Propose(ctx context.Context, cmd storage.Command) (uint64, storag
 	data := cmd.Encode()
 	maybe := false // true once an attempt may have reached a leader's log
 	var lastErr error
+	var noLeaderSince time.Time // when attempts started finding no leader
 	backoff := 10 * time.Millisecond
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 {
@@ -62,6 +63,18 @@ func (n *Node) Propose(ctx context.Context, cmd storage.Command) (uint64, storag
 			return idx, res, nil
 		}
 		maybe = maybe || sent
+		if errors.Is(err, errNoLeader) {
+			if noLeaderSince.IsZero() {
+				noLeaderSince = time.Now()
+			} else if !maybe && time.Since(noLeaderSince) > n.cfg.NoLeaderTimeout {
+				// Nothing was sent anywhere and no election has succeeded
+				// for several election timeouts: say so now rather than
+				// at the caller's deadline.
+				return 0, storage.Result{}, fmt.Errorf("%w: no leader for %s", ErrNoQuorum, n.cfg.NoLeaderTimeout)
+			}
+		} else {
+			noLeaderSince = time.Time{}
+		}
 		if errors.Is(err, ErrShutdown) {
 			if maybe {
 				return 0, storage.Result{}, fmt.Errorf("%w (node shutting down)", ErrUnknownOutcome)
@@ -82,6 +95,8 @@ func (n *Node) proposeFailure(maybe bool, last error) error {
 	return fmt.Errorf("%w (last error: %v)", ErrNoQuorum, last)
 }
 
+var errNoLeader = errors.New("no leader known")
+
 // proposeOnce makes one attempt. sent reports whether the command may have
 // reached a leader's log despite the error.
 func (n *Node) proposeOnce(ctx context.Context, data []byte) (idx uint64, res storage.Result, sent bool, err error) {
@@ -90,7 +105,7 @@ func (n *Node) proposeOnce(ctx context.Context, data []byte) (idx uint64, res st
 	}
 	leaderAddr, _ := n.raft.LeaderWithID()
 	if leaderAddr == "" {
-		return 0, res, false, errors.New("no leader known")
+		return 0, res, false, errNoLeader
 	}
 	timeout := time.Until(deadlineOf(ctx))
 	h, _, err := n.rpc.call(string(leaderAddr), &rpcHeader{Method: methodApply, Command: data}, nil, timeout)

@@ -131,6 +131,31 @@ type rpcConn struct {
 	c net.Conn
 	r *bufio.Reader
 	w *bufio.Writer
+	// watch receives the result of a Peek that runs while the connection
+	// sits idle in the pool: a peer that closed it (it died or restarted)
+	// shows up as EOF before the connection is reused, so a request is
+	// never written to a dead connection and misread as "maybe sent".
+	watch chan error
+}
+
+// watchIdle starts the idle watcher.
+func (rc *rpcConn) watchIdle() {
+	rc.watch = make(chan error, 1)
+	go func() {
+		_, err := rc.r.Peek(1)
+		rc.watch <- err
+	}()
+}
+
+// reclaim stops the idle watcher and reports whether the connection is
+// still usable: the Peek must have ended by our deadline, not by EOF or by
+// unexpected bytes.
+func (rc *rpcConn) reclaim() bool {
+	_ = rc.c.SetReadDeadline(time.Unix(1, 0))
+	err := <-rc.watch
+	_ = rc.c.SetReadDeadline(time.Time{})
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // rpcClient keeps a small pool of idle connections per peer address.
@@ -153,14 +178,21 @@ func newRPCClient(d *dialer) *rpcClient {
 }
 
 func (c *rpcClient) get(addr string, timeout time.Duration) (*rpcConn, error) {
-	c.mu.Lock()
-	if l := c.mu.idle[addr]; len(l) > 0 {
+	for {
+		c.mu.Lock()
+		l := c.mu.idle[addr]
+		if len(l) == 0 {
+			c.mu.Unlock()
+			break
+		}
 		rc := l[len(l)-1]
 		c.mu.idle[addr] = l[:len(l)-1]
 		c.mu.Unlock()
-		return rc, nil
+		if rc.reclaim() {
+			return rc, nil
+		}
+		_ = rc.c.Close()
 	}
-	c.mu.Unlock()
 	nc, err := c.dialer.dial(addr, tagRPC, timeout)
 	if err != nil {
 		return nil, err
@@ -175,6 +207,7 @@ func (c *rpcClient) put(addr string, rc *rpcConn) {
 		_ = rc.c.Close()
 		return
 	}
+	rc.watchIdle()
 	c.mu.idle[addr] = append(c.mu.idle[addr], rc)
 }
 

@@ -50,6 +50,16 @@ Add a node:        raftmail join --token TOKEN HOST:7947 && raftmail serve
 Look at it:        raftmail status`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return nil
+			}
+			if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+				return usagef(cmd, "unknown command %q (did you mean %q?)", args[0], s[0])
+			}
+			return usagef(cmd, "unknown command %q", args[0])
+		},
+		RunE: func(cmd *cobra.Command, args []string) error { return cmd.Help() },
 	}
 	root.PersistentFlags().String("data-dir", "", "node data directory (env RAFTMAIL_DATA_DIR; default /var/lib/raftmail as root, else ~/.local/share/raftmail)")
 	root.PersistentFlags().String("config", "", "TOML file with node settings (env RAFTMAIL_CONFIG)")
