@@ -588,3 +588,47 @@ type tlsConfigT = tls.Config
 func tlsKeyPair(certPEM, keyPEM []byte) (tls.Certificate, error) {
 	return tls.X509KeyPair(certPEM, keyPEM)
 }
+
+func TestLeaveShrinksVoters(t *testing.T) {
+	tc := newTestCluster(t, 3, nil)
+	leaving := tc.leader() // the hardest case: the leader leaves
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := leaving.node.Leave(ctx); err != nil {
+		t.Fatalf("leave: %v", err)
+	}
+	leaving.node = nil
+	leaving.store.Close()
+	tc.waitVoters(2)
+	var rest *testNode
+	for _, tn := range tc.nodes {
+		if tn.node != nil {
+			rest = tn
+		}
+	}
+	if err := addDomain(t, rest.node, "after-leave.test"); err != nil {
+		t.Fatalf("write after leave: %v", err)
+	}
+	if v, _ := tc.leader().node.voters(); len(v) != 2 {
+		t.Fatalf("voters after leave: %v", v)
+	}
+}
+
+func TestDeadServerRemovedAfterGrace(t *testing.T) {
+	tc := newTestCluster(t, 4, func(c *Config) { c.DeadServerGrace = 500 * time.Millisecond })
+	f := tc.follower()
+	tc.stop(f)
+	// Four voters, MinVoters 3: the dead one goes after the grace period.
+	tc.waitVoters(3)
+	// Three voters: a second death must not shrink the set below three.
+	g := tc.follower()
+	tc.stop(g)
+	l := tc.leader()
+	deadline := time.Now().Add(2 * time.Second)
+	for time.Now().Before(deadline) {
+		if v, err := l.node.voters(); err == nil && len(v) < 3 {
+			t.Fatalf("voters shrank below MinVoters: %v", v)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
