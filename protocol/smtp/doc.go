@@ -1,0 +1,62 @@
+// Package smtp is Raftmail's SMTP server, on github.com/emersion/go-smtp,
+// in two modes chosen per Server:
+//
+//   - MX (port 25, RFC 5321): mail from anyone for local domains and their
+//     aliases. It never relays and never offers AUTH: a recipient in a
+//     domain that is not ours is refused at RCPT with 554 5.7.1, an unknown
+//     local recipient with 550 5.1.1.
+//   - Submission (587 with STARTTLS, 465 with implicit TLS; RFC 6409,
+//     RFC 8314): AUTH PLAIN and LOGIN (RFC 4954), offered and accepted only
+//     over TLS, checked by protocol/auth (app passwords, throttling). MAIL
+//     FROM must be the account or an alias delivering to it. Local
+//     recipients are delivered, remote ones queued for protocol/delivery.
+//
+// It owns the SMTP dialogue and accepting a message (DESIGN.md "Accepting a
+// message"): the whole message is read within MaxMessageBytes, a Received
+// header is prepended (client HELO and IP, this host and node,
+// ESMTP, ESMTPS or ESMTPSA per RFC 3848, the queue ID, the recipient if there is just
+// one, the date), the blob is stored on a majority (Cluster.StoreBlob),
+// ONE storage.Deliver is proposed carrying the local targets (INBOX of each
+// distinct account) and, for remote recipients, one outbound QueueEntry;
+// only then "250 2.0.0 Ok: queued as ID".
+//
+// It must not: import cluster (it declares the Cluster interface it needs);
+// answer 250 before the commit; answer 4xx when the outcome of the commit
+// is unknown (it closes the connection without a reply instead, RFC 5321
+// §4.2.5); log passwords or AUTH payloads; read files or the environment.
+//
+// Replies worth knowing: 451 4.3.0 when the blob or the Deliver could not
+// be committed (nothing was); 552 5.3.4 over the size limit (at MAIL for a
+// declared SIZE=, while streaming DATA/BDAT otherwise); 552 5.2.2 when an
+// account is over quota (at RCPT when already full, after DATA when the
+// message would overflow it); 452 4.5.3 past MaxRecipients; 530 5.7.0
+// for AUTH before STARTTLS and for mail without AUTH on submission;
+// 535 5.7.8 / 454 4.7.0 for failed / throttled logins; 553 5.7.1 for a
+// sender the user does not own; 554 5.5.2 for a bare LF in DATA or BDAT
+// (RFC 5321 §2.3.8; SMTP smuggling). go-smtp v0.25.1 itself passes bare
+// LFs through, so the check is ours.
+//
+// Implementation notes:
+//
+//   - go-smtp calls Backend.NewSession at EHLO and again after STARTTLS, so
+//     a session knows whether it is on TLS from the start. AUTH is refused
+//     by the session (not by go-smtp's AllowInsecureAuth) so that the reply
+//     is 530 5.7.0 as submission clients expect.
+//   - Shutdown: each accepted connection is wrapped; once closing, a
+//     connection not inside DATA/BDAT gets a read deadline in the past, so
+//     go-smtp's wait for the next command ends with "421 4.4.2" and the
+//     connection closes. A session inside a message finishes it first.
+//   - go-smtp v0.25.1 treats a BDAT chunk cut short by the end of the
+//     connection as complete (and the message too, if the chunk was LAST).
+//     The wrapped connection remembers any read error, and Data stores
+//     nothing when one happened before the message ended.
+//   - Known gaps: the message is held in memory (at most MaxMessageBytes
+//     plus the buffer's growth) rather than streamed to a spool file; no
+//     rDNS in Received; HELO and EHLO both say ESMTP in Received (go-smtp
+//     does not tell them apart); "RCPT TO:<postmaster>" without a domain
+//     is refused by go-smtp's parser; no SPF/DKIM/DMARC yet
+//     (protocol/mailauth); address literals and non-ASCII domains are
+//     never local (storage keeps A-labels only); DSN, REQUIRETLS and
+//     BINARYMIME are not offered; a message that would overflow one
+//     recipient's quota is refused for all of them (Deliver is atomic).
+package smtp
