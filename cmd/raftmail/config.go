@@ -27,8 +27,22 @@ type nodeConfig struct {
 	AdminAddr        string   `toml:"admin_addr"`
 	Seeds            []string `toml:"seeds,omitempty"`
 	Bootstrap        bool     `toml:"bootstrap,omitempty"`
-	LogLevel         string   `toml:"log_level,omitempty"`
-	LogFormat        string   `toml:"log_format,omitempty"`
+	// Mail: the host name said in greetings and Received headers, the
+	// listeners ("off" disables one), and the certificate ("" = the
+	// self-signed one made at init, in <data-dir>/tls/).
+	Hostname        string `toml:"hostname,omitempty"`
+	SMTPAddr        string `toml:"smtp_addr"`
+	SubmissionAddr  string `toml:"submission_addr"`
+	SubmissionsAddr string `toml:"submissions_addr"`
+	IMAPAddr        string `toml:"imap_addr"`
+	IMAPSAddr       string `toml:"imaps_addr"`
+	POP3Addr        string `toml:"pop3_addr"`
+	POP3SAddr       string `toml:"pop3s_addr"`
+	TLSCert         string `toml:"tls_cert,omitempty"`
+	TLSKey          string `toml:"tls_key,omitempty"`
+
+	LogLevel  string `toml:"log_level,omitempty"`
+	LogFormat string `toml:"log_format,omitempty"`
 
 	// Tuning, mostly for tests and the chaos suite.
 	RaftTimeout       duration `toml:"raft_timeout,omitempty"` // heartbeat and election timeout
@@ -76,6 +90,18 @@ func (c *nodeConfig) initialized() bool {
 	return err == nil
 }
 
+// fqdn is this host's name, as complete as the system knows it.
+func fqdn() string {
+	h, err := os.Hostname()
+	if err != nil || h == "" {
+		return "localhost"
+	}
+	return h
+}
+
+func (c *nodeConfig) selfSignedCert() string { return c.path("tls", "self-signed.crt") }
+func (c *nodeConfig) selfSignedKey() string  { return c.path("tls", "self-signed.key") }
+
 func defaultDataDir() string {
 	if os.Geteuid() == 0 {
 		return "/var/lib/raftmail"
@@ -98,12 +124,20 @@ func defaultNodeConfig() nodeConfig {
 		name = name[:i]
 	}
 	return nodeConfig{
-		Name:        name,
-		ClusterAddr: "0.0.0.0:7947",
-		GossipAddr:  "0.0.0.0:7946",
-		AdminAddr:   "127.0.0.1:7948",
-		LogLevel:    "info",
-		LogFormat:   "text",
+		Name:            name,
+		ClusterAddr:     "0.0.0.0:7947",
+		GossipAddr:      "0.0.0.0:7946",
+		AdminAddr:       "127.0.0.1:7948",
+		Hostname:        fqdn(),
+		SMTPAddr:        "0.0.0.0:25",
+		SubmissionAddr:  "0.0.0.0:587",
+		SubmissionsAddr: "0.0.0.0:465",
+		IMAPAddr:        "0.0.0.0:143",
+		IMAPSAddr:       "0.0.0.0:993",
+		POP3Addr:        "0.0.0.0:110",
+		POP3SAddr:       "0.0.0.0:995",
+		LogLevel:        "info",
+		LogFormat:       "text",
 	}
 }
 
@@ -115,6 +149,16 @@ func addNodeFlags(fs *pflag.FlagSet) {
 	fs.String("admin-addr", "", "listen address of the admin HTTP API (default 127.0.0.1:7948)")
 	fs.String("advertise", "", "IP address other nodes use to reach this one (default: the listen address, or this host's first private IP)")
 	fs.StringSlice("seeds", nil, "gossip addresses of existing members to join (comma separated)")
+	fs.String("hostname", "", "host name in SMTP greetings and Received headers (default: this host's name)")
+	fs.String("smtp-addr", "", `SMTP MX listener, or "off" (default 0.0.0.0:25)`)
+	fs.String("submission-addr", "", `submission listener with STARTTLS, or "off" (default 0.0.0.0:587)`)
+	fs.String("submissions-addr", "", `submission listener with implicit TLS, or "off" (default 0.0.0.0:465)`)
+	fs.String("imap-addr", "", `IMAP listener with STARTTLS, or "off" (default 0.0.0.0:143)`)
+	fs.String("imaps-addr", "", `IMAP listener with implicit TLS, or "off" (default 0.0.0.0:993)`)
+	fs.String("pop3-addr", "", `POP3 listener with STLS, or "off" (default 0.0.0.0:110)`)
+	fs.String("pop3s-addr", "", `POP3 listener with implicit TLS, or "off" (default 0.0.0.0:995)`)
+	fs.String("tls-cert", "", "certificate file (PEM, full chain) for the mail listeners; reloaded when it changes (default: a self-signed one made at init)")
+	fs.String("tls-key", "", "key file (PEM) for --tls-cert")
 	fs.String("log-level", "", "debug, info, warn or error (default info)")
 	fs.String("log-format", "", "text or json (default text)")
 	fs.Duration("raft-timeout", 0, "Raft heartbeat and election timeout (default 500ms)")
@@ -194,6 +238,16 @@ func loadNodeConfig(fs *pflag.FlagSet) (*nodeConfig, error) {
 	set("admin-addr", str(&cfg.AdminAddr))
 	set("advertise", str(&advertise))
 	set("seeds", func(v string) error { cfg.Seeds = splitList(v); return nil })
+	set("hostname", str(&cfg.Hostname))
+	set("smtp-addr", str(&cfg.SMTPAddr))
+	set("submission-addr", str(&cfg.SubmissionAddr))
+	set("submissions-addr", str(&cfg.SubmissionsAddr))
+	set("imap-addr", str(&cfg.IMAPAddr))
+	set("imaps-addr", str(&cfg.IMAPSAddr))
+	set("pop3-addr", str(&cfg.POP3Addr))
+	set("pop3s-addr", str(&cfg.POP3SAddr))
+	set("tls-cert", str(&cfg.TLSCert))
+	set("tls-key", str(&cfg.TLSKey))
 	set("log-level", str(&cfg.LogLevel))
 	set("log-format", str(&cfg.LogFormat))
 	set("raft-timeout", dur(&cfg.RaftTimeout))
@@ -207,6 +261,9 @@ func loadNodeConfig(fs *pflag.FlagSet) (*nodeConfig, error) {
 	}
 	if err := cfg.resolveAdvertise(advertise); err != nil {
 		return nil, err
+	}
+	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
+		return nil, errors.New("--tls-cert and --tls-key go together: give both, or neither for the self-signed certificate")
 	}
 	return &cfg, nil
 }

@@ -278,6 +278,10 @@ type node struct {
 	adminAddr   string
 	logPath     string
 
+	// Mail listeners: MX, submission (STARTTLS), IMAPS and POP3S; the
+	// others are off.
+	smtpAddr, submissionAddr, imapsAddr, pop3sAddr string
+
 	cmd  *exec.Cmd
 	done chan struct{} // closed when cmd has exited
 }
@@ -296,6 +300,11 @@ func newNode(t *testing.T, name string) *node {
 		gossipAddr:  loopback(freePort(t)),
 		adminAddr:   loopback(freePort(t)),
 		logPath:     filepath.Join(root, name+".log"),
+
+		smtpAddr:       loopback(freePort(t)),
+		submissionAddr: loopback(freePort(t)),
+		imapsAddr:      loopback(freePort(t)),
+		pop3sAddr:      loopback(freePort(t)),
 	}
 	// Registered before any process is started, so it runs after they
 	// have all been stopped and the log is complete.
@@ -333,6 +342,14 @@ func (n *node) nodeFlags() []string {
 		"--cluster-addr", n.clusterAddr,
 		"--gossip-addr", n.gossipAddr,
 		"--admin-addr", n.adminAddr,
+		"--hostname", "localhost",
+		"--smtp-addr", n.smtpAddr,
+		"--submission-addr", n.submissionAddr,
+		"--submissions-addr", "off",
+		"--imap-addr", "off",
+		"--imaps-addr", n.imapsAddr,
+		"--pop3-addr", "off",
+		"--pop3s-addr", n.pop3sAddr,
 	}
 }
 

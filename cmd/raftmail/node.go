@@ -87,6 +87,41 @@ func certNames(cfg *nodeConfig) ([]string, []net.IP) {
 	return dns, ips
 }
 
+// makeSelfSigned writes the self-signed certificate the mail listeners use
+// until a real one is configured.
+func makeSelfSigned(cfg *nodeConfig) error {
+	if err := os.MkdirAll(cfg.path("tls"), 0o700); err != nil {
+		return err
+	}
+	dns, ips := certNames(cfg)
+	if cfg.Hostname != "" && cfg.Hostname != cfg.Name {
+		dns = append([]string{cfg.Hostname}, dns...)
+	}
+	if err := ops.WriteSelfSigned(cfg.selfSignedCert(), cfg.selfSignedKey(), dns, ips); err != nil {
+		return fmt.Errorf("create self-signed certificate: %w", err)
+	}
+	return nil
+}
+
+// mailTLS is the TLS configuration of the mail listeners: the configured
+// certificate (reloaded when its files change), else the self-signed one.
+func mailTLS(cfg *nodeConfig, log *slog.Logger) (*tls.Config, error) {
+	cert, key := cfg.TLSCert, cfg.TLSKey
+	if cert == "" {
+		cert, key = cfg.selfSignedCert(), cfg.selfSignedKey()
+		if _, err := os.Stat(cert); errors.Is(err, os.ErrNotExist) {
+			if err := makeSelfSigned(cfg); err != nil {
+				return nil, err
+			}
+		}
+	}
+	r, err := ops.NewCertReloader(cert, key, log)
+	if err != nil {
+		return nil, err
+	}
+	return ops.MailTLSConfig(r), nil
+}
+
 // prepareDataDir refuses to initialise over an existing node.
 func prepareDataDir(cfg *nodeConfig) error {
 	if cfg.initialized() {
@@ -136,6 +171,9 @@ func initCluster(cfg *nodeConfig, clusterName string, tokenTTL time.Duration, lo
 			return cluster.Token{}, fmt.Errorf("write %s: %w", f.path, err)
 		}
 	}
+	if err := makeSelfSigned(cfg); err != nil {
+		return cluster.Token{}, err
+	}
 	cfg.Bootstrap = true
 	rt, err := startRuntime(cfg, log)
 	if err != nil {
@@ -168,11 +206,12 @@ func initCluster(cfg *nodeConfig, clusterName string, tokenTTL time.Duration, lo
 	return tok, nil
 }
 
-// runtime is a running node: store, cluster node and admin API.
+// runtime is a running node: store, cluster node, admin API and mail.
 type runtime struct {
 	store *storage.Store
 	node  *cluster.Node
 	admin *ops.Admin
+	mail  *mailServers
 	log   *slog.Logger
 }
 
@@ -240,8 +279,14 @@ func startRuntime(cfg *nodeConfig, log *slog.Logger) (*runtime, error) {
 	return &runtime{store: store, node: node, log: log}, nil
 }
 
-// close shuts down in reverse order: admin API, cluster node, store.
+// close shuts down in reverse order: mail listeners (letting messages in
+// the middle of a commit finish), admin API, cluster node, store.
 func (rt *runtime) close() {
+	if rt.mail != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		rt.mail.shutdown(ctx)
+		cancel()
+	}
 	if rt.admin != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		_ = rt.admin.Shutdown(ctx)
@@ -359,6 +404,12 @@ func serve(cfg *nodeConfig, log *slog.Logger) error {
 		return err
 	}
 	rt.admin = admin
+	mail, err := startMail(cfg, rt, log)
+	if err != nil {
+		rt.close()
+		return err
+	}
+	rt.mail = mail
 	log.Info("node running", "name", cfg.Name, "cluster", cfg.ClusterAdvertise, "gossip", cfg.GossipAdvertise, "admin", admin.Addr(), "data_dir", cfg.dataDir)
 
 	sig := make(chan os.Signal, 1)
@@ -469,6 +520,9 @@ func joinCluster(cmd *cobra.Command, cfg *nodeConfig, tok cluster.Token, addrs [
 		if err := writeSecret(f.path, f.data); err != nil {
 			return fmt.Errorf("write %s: %w", f.path, err)
 		}
+	}
+	if err := makeSelfSigned(cfg); err != nil {
+		return err
 	}
 	cfg.Seeds = res.Seeds
 	cfg.Bootstrap = false

@@ -1,0 +1,124 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"syscall"
+
+	"github.com/raftmail/raftmail/protocol/auth"
+	"github.com/raftmail/raftmail/protocol/pop3"
+	"github.com/raftmail/raftmail/protocol/smtp"
+)
+
+// mailServers are a node's SMTP, submission, IMAP and POP3 listeners.
+type mailServers struct {
+	log       *slog.Logger
+	wg        sync.WaitGroup
+	shutdowns []func(context.Context) error
+	listeners []net.Listener
+}
+
+// listenMail opens addr for what, with an error that says how to fix the
+// usual problems.
+func listenMail(addr, what, flag string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err == nil {
+		return ln, nil
+	}
+	hint := fmt.Sprintf(`choose another address with --%s, or --%s off`, flag, flag)
+	if errors.Is(err, syscall.EACCES) {
+		hint = fmt.Sprintf("ports below 1024 need root or CAP_NET_BIND_SERVICE; or %s", hint)
+	}
+	return nil, fmt.Errorf("%s listener: %w (%s)", what, err, hint)
+}
+
+// startMail starts every mail listener that is not "off". On an error it
+// stops what it started.
+func startMail(cfg *nodeConfig, rt *runtime, log *slog.Logger) (*mailServers, error) {
+	ms := &mailServers{log: log}
+	tlsConf, err := mailTLS(cfg, log.With("component", "tls"))
+	if err != nil {
+		return nil, err
+	}
+	checker := auth.New(auth.Config{Store: rt.store, Logger: log.With("component", "auth")})
+	smtpServer := func(mode smtp.Mode, name string) (*smtp.Server, error) {
+		return smtp.New(smtp.Config{
+			Mode: mode, Hostname: cfg.Hostname, NodeName: cfg.Name, TLS: tlsConf,
+			Cluster: rt.node, Store: rt.store, Auth: checker,
+			Logger: log.With("component", name),
+		})
+	}
+	mx, err := smtpServer(smtp.ModeMX, "smtp")
+	if err != nil {
+		return nil, err
+	}
+	sub, err := smtpServer(smtp.ModeSubmission, "submission")
+	if err != nil {
+		return nil, err
+	}
+	pop, err := pop3.New(pop3.Config{
+		Cluster: rt.node, Store: rt.store, Auth: checker, TLS: tlsConf,
+		NodeName: cfg.Name, Hostname: cfg.Hostname, Logger: log.With("component", "pop3"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	ms.shutdowns = append(ms.shutdowns, mx.Shutdown, sub.Shutdown, pop.Shutdown)
+
+	listeners := []struct {
+		addr, what, flag string
+		serve            func(net.Listener) error
+	}{
+		{cfg.SMTPAddr, "SMTP MX", "smtp-addr", mx.Serve},
+		{cfg.SubmissionAddr, "submission", "submission-addr", sub.Serve},
+		{cfg.SubmissionsAddr, "submissions", "submissions-addr", sub.ServeTLS},
+		{cfg.POP3Addr, "POP3", "pop3-addr", func(ln net.Listener) error { return pop.Serve(ln) }},
+		{cfg.POP3SAddr, "POP3S", "pop3s-addr", func(ln net.Listener) error { return pop.Serve(ln, pop3.WithImplicitTLS()) }},
+	}
+	listeners = append(listeners, imapListeners(cfg, rt, checker, tlsConf, log, ms)...)
+	for _, l := range listeners {
+		if strings.EqualFold(l.addr, "off") || l.addr == "" {
+			continue
+		}
+		ln, err := listenMail(l.addr, l.what, l.flag)
+		if err != nil {
+			ms.shutdown(context.Background())
+			return nil, err
+		}
+		ms.listeners = append(ms.listeners, ln)
+		ms.wg.Add(1)
+		go func(serve func(net.Listener) error, what string) {
+			defer ms.wg.Done()
+			if err := serve(ln); err != nil && !errors.Is(err, smtp.ErrServerClosed) && !errors.Is(err, pop3.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+				log.Error("mail listener stopped", "listener", what, "err", err)
+			}
+		}(l.serve, l.what)
+		log.Info("listening", "listener", l.what, "addr", ln.Addr().String())
+	}
+	return ms, nil
+}
+
+// shutdown says goodbye to clients (SMTP 421, IMAP BYE, POP3 -ERR) and
+// waits for sessions in the middle of a commit, up to ctx.
+func (ms *mailServers) shutdown(ctx context.Context) {
+	var wg sync.WaitGroup
+	for _, f := range ms.shutdowns {
+		wg.Add(1)
+		go func(f func(context.Context) error) {
+			defer wg.Done()
+			if err := f(ctx); err != nil {
+				ms.log.Warn("mail shutdown", "err", err)
+			}
+		}(f)
+	}
+	wg.Wait()
+	for _, ln := range ms.listeners {
+		_ = ln.Close()
+	}
+	ms.wg.Wait()
+}
