@@ -232,6 +232,9 @@ func (n *Node) Shutdown() error {
 	if n.transport != nil {
 		errs = append(errs, n.transport.Close())
 	}
+	if n.mux != nil {
+		n.mux.wait()
+	}
 	if n.rpc != nil {
 		n.rpc.close()
 	}

@@ -40,16 +40,44 @@ type muxListener struct {
 	closeOnce sync.Once
 	closed    chan struct{}
 	wg        sync.WaitGroup
+
+	mu struct {
+		sync.Mutex
+		conns map[net.Conn]struct{} // RPC and join connections being served
+	}
 }
 
 func newMuxListener(ln net.Listener, tlsConf *tls.Config, log *slog.Logger) *muxListener {
-	return &muxListener{
+	m := &muxListener{
 		ln:      ln,
 		tlsConf: tlsConf,
 		log:     log,
 		raftCh:  make(chan net.Conn, 16),
 		closed:  make(chan struct{}),
 	}
+	m.mu.conns = make(map[net.Conn]struct{})
+	return m
+}
+
+// track registers a connection served by this listener so close can end
+// it; it reports false (and closes c) when the listener is closing.
+func (m *muxListener) track(c net.Conn) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	select {
+	case <-m.closed:
+		_ = c.Close()
+		return false
+	default:
+	}
+	m.mu.conns[c] = struct{}{}
+	return true
+}
+
+func (m *muxListener) untrack(c net.Conn) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.mu.conns, c)
 }
 
 // serve accepts connections until close. rpc and join must be set first.
@@ -101,7 +129,10 @@ func (m *muxListener) route(raw net.Conn) {
 	authed := len(tc.ConnectionState().PeerCertificates) > 0
 	switch {
 	case tag[0] == tagJoin:
-		m.join(tc)
+		if m.track(tc) {
+			defer m.untrack(tc)
+			m.join(tc)
+		}
 	case tag[0] == tagRaft && authed:
 		select {
 		case m.raftCh <- tc:
@@ -109,7 +140,10 @@ func (m *muxListener) route(raw net.Conn) {
 			_ = tc.Close()
 		}
 	case tag[0] == tagRPC && authed:
-		m.rpc(tc)
+		if m.track(tc) {
+			defer m.untrack(tc)
+			m.rpc(tc)
+		}
 	case !authed && (tag[0] == tagRaft || tag[0] == tagRPC):
 		m.log.Warn("cluster port: refused connection without a node certificate", "peer", peer)
 		_ = tc.Close()
@@ -121,7 +155,12 @@ func (m *muxListener) route(raw net.Conn) {
 
 func (m *muxListener) close() {
 	m.closeOnce.Do(func() {
+		m.mu.Lock()
 		close(m.closed)
+		for c := range m.mu.conns {
+			_ = c.Close()
+		}
+		m.mu.Unlock()
 		_ = m.ln.Close()
 	})
 }

@@ -15,7 +15,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	goruntime "runtime" // package main has a type named runtime
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -77,7 +76,7 @@ func binary(t *testing.T) string {
 		if raceEnabled() {
 			args = append(args, "-race") // find races in the real nodes too
 		}
-		cmd := exec.Command(filepath.Join(goruntime.GOROOT(), "bin", "go"), append(args, ".")...)
+		cmd := exec.Command(goTool(), append(args, ".")...)
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			e2e.buildErr = fmt.Errorf("go build: %v\n%s", err, out)
@@ -90,6 +89,15 @@ func binary(t *testing.T) string {
 		t.Fatal(e2e.buildErr)
 	}
 	return e2e.bin
+}
+
+// goTool is the go command: on PATH, else where the toolchain is
+// installed on our machines.
+func goTool() string {
+	if p, err := exec.LookPath("go"); err == nil {
+		return p
+	}
+	return "/usr/local/go/bin/go"
 }
 
 // raceEnabled reports whether this test binary was built with -race.
