@@ -1,0 +1,75 @@
+// Package imap is the IMAP server of a Raftmail node: IMAP4rev1 (RFC 3501)
+// and IMAP4rev2 (RFC 9051) on github.com/emersion/go-imap/v2's imapserver,
+// backed by the replicated store.
+//
+// # What it owns
+//
+//   - Serve (port 143: STARTTLS, LOGINDISABLED until TLS) and ServeTLS
+//     (port 993, implicit TLS) on listeners the caller creates; Shutdown
+//     says "* BYE" to every client and waits for them.
+//   - Sessions: LOGIN and AUTHENTICATE PLAIN/LOGIN (SASL-IR) through the
+//     shared auth.Checker; every command against the local store (reads)
+//     and the cluster (writes through Propose).
+//   - One change-feed goroutine per Server that turns the store's Changes
+//     into imapserver.MailboxTracker updates, so IDLE and every command's
+//     poll show EXISTS, EXPUNGE and FETCH FLAGS for changes made through
+//     any node.
+//
+// # What it must not do
+//
+//   - Import cluster: the Cluster interface is what it needs.
+//   - Assign UIDs, UIDVALIDITY or MODSEQ: the state machine does; a write
+//     is acknowledged only after Propose returned (committed on a majority,
+//     applied locally).
+//   - Answer "not done" to a write whose outcome is unknown: it closes the
+//     connection with BYE instead. Other write failures are
+//     NO [UNAVAILABLE]; reads never need a quorum, so a minority node keeps
+//     serving them.
+//   - Advertise a capability it does not implement: imapserver panics on
+//     some and has no handler at all for others (CONDSTORE, QRESYNC, QUOTA,
+//     ID). Options.Caps is set explicitly in capabilities().
+//   - Read files or the environment, or log passwords or AUTH payloads.
+//
+// # Implementation notes
+//
+// Sequence numbers. Each mailbox selected on the node has one view: the
+// UIDs in the order the feed processed them, plus the MailboxTracker whose
+// count always equals the view's length. Both change together, under the
+// view's lock, only from the feed goroutine (in log order) or the loader.
+// A session never keeps its own message list: a client sequence number is
+// the view position mapped through the session's SessionTracker
+// (EncodeSeqNum), which accounts for exactly the updates not yet delivered
+// to that client. So a session's numbering changes only when the tracker
+// delivers an update to it (RFC 9051 7.5.1: no EXPUNGE during FETCH, STORE
+// or SEARCH), however far the store has moved on. The view loads under its
+// lock after being published, and applies adds and expunges idempotently
+// (UIDs only ascend and are never reused), so a change that races with the
+// load is neither lost nor applied twice. A Reset change or an overflowed
+// subscription resynchronises every view from the store.
+//
+// Own writes. EXPUNGE, MOVE, STORE, COPY or APPEND into the selected
+// mailbox wait (bounded) until the feed has processed their result, so the
+// poll after the command reports the EXPUNGEs, EXISTS and FETCH FLAGS in
+// the same response (RFC 6851 3.3: COPYUID before the EXPUNGEs). Flag
+// changes reach their own session through the tracker too, so a
+// STORE ... FLAGS.SILENT still sees an unsolicited FETCH for messages it
+// changed (RFC 3501 7.4.2 allows unsolicited FETCH at any time).
+//
+// Bodies. Blobs are read with Cluster.FetchBlob (this node, else a peer).
+// FETCH items come from imapserver's Extract* helpers; their output is
+// computed before a response is started, under recover, and the body
+// structure is sanitised (imapserver panics on a multipart without parts),
+// so malformed MIME and non-UTF-8 never panic and get a sensible
+// BODYSTRUCTURE (at worst text/plain). A non-peek body fetch sets \Seen
+// through Propose; if that fails the data is served anyway.
+//
+// SEARCH evaluates every key of RFC 9051 6.4.4 itself; HEADER, BODY, TEXT
+// and SENT* read the body, with a tolerant header parser, RFC 2047 decoding
+// and go-message for transfer encodings and charsets (parseHeader,
+// matchHeader, matchText: fuzzed).
+//
+// Known deviations: APPEND's date-time argument is not kept (the internal
+// date is the command's time: storage.Deliver has no field for it), \Recent
+// is never set, and UID EXPUNGE checks \Deleted before proposing (storage
+// Expunge with UIDs does not re-check it at apply time).
+package imap
