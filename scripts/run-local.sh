@@ -18,7 +18,15 @@ flags() { # node flags for node $1
 	echo --data-dir "$DIR/node$1" --name "node$1" \
 		--cluster-addr "127.0.0.1:$(port "$1" 47)" \
 		--gossip-addr "127.0.0.1:$(port "$1" 46)" \
-		--admin-addr "127.0.0.1:$(port "$1" 48)"
+		--admin-addr "127.0.0.1:$(port "$1" 48)" \
+		--hostname localhost \
+		--smtp-addr "127.0.0.1:$(port "$1" 25)" \
+		--submission-addr "127.0.0.1:$(port "$1" 87)" \
+		--submissions-addr "127.0.0.1:$(port "$1" 65)" \
+		--imap-addr "127.0.0.1:$(port "$1" 43)" \
+		--imaps-addr "127.0.0.1:$(port "$1" 93)" \
+		--pop3-addr "127.0.0.1:$(port "$1" 10)" \
+		--pop3s-addr "127.0.0.1:$(port "$1" 95)"
 }
 admin() { # admin flags for node $1
 	echo --data-dir "$DIR/node$1" --admin-addr "127.0.0.1:$(port "$1" 48)"
@@ -96,20 +104,31 @@ cat <<TXT
 
 Raftmail is running: three nodes on 127.0.0.1, data in $DIR, logs in $DIR/node*.log
 
-  node   cluster  gossip  admin API
-  node1  $(port 1 47)    $(port 1 46)   http://127.0.0.1:$(port 1 48)
-  node2  $(port 2 47)    $(port 2 46)   http://127.0.0.1:$(port 2 48)
-  node3  $(port 3 47)    $(port 3 46)   http://127.0.0.1:$(port 3 48)
+  node   SMTP MX  submission  submissions  IMAP   IMAPS  POP3   POP3S  cluster  admin API
+  node1  $(port 1 25)    $(port 1 87)       $(port 1 65)        $(port 1 43)  $(port 1 93)  $(port 1 10)  $(port 1 95)  $(port 1 47)    http://127.0.0.1:$(port 1 48)
+  node2  $(port 2 25)    $(port 2 87)       $(port 2 65)        $(port 2 43)  $(port 2 93)  $(port 2 10)  $(port 2 95)  $(port 2 47)    http://127.0.0.1:$(port 2 48)
+  node3  $(port 3 25)    $(port 3 87)       $(port 3 65)        $(port 3 43)  $(port 3 93)  $(port 3 10)  $(port 3 95)  $(port 3 47)    http://127.0.0.1:$(port 3 48)
 
 Demo domain example.test, user demo@example.test, password: $pw
+The certificates are self-signed: clients must be told not to verify them.
 
-Try:
+Send a message through node 1 (submission, STARTTLS, AUTH):
+  python3 -c 'import smtplib,ssl; s=smtplib.SMTP("127.0.0.1",$(port 1 87)); s.starttls(context=ssl._create_unverified_context()); s.login("demo@example.test","$pw"); s.sendmail("demo@example.test",["demo@example.test"],"Subject: hello\r\n\r\nHello from Raftmail\r\n"); s.quit()'
+  swaks --server 127.0.0.1:$(port 1 25) --to demo@example.test          (MX, no AUTH, if swaks is installed)
+
+Read it through node 3 (IMAPS):
+  python3 -c 'import imaplib,ssl; m=imaplib.IMAP4_SSL("127.0.0.1",$(port 3 93),ssl_context=ssl._create_unverified_context()); m.login("demo@example.test","$pw"); m.select("INBOX"); t,d=m.search(None,"ALL"); print(d); print(m.fetch(d[0].split()[-1],"(BODY[HEADER.FIELDS (SUBJECT)])")[1])'
+  openssl s_client -quiet -connect 127.0.0.1:$(port 3 93)      then: a LOGIN demo@example.test $pw / b SELECT INBOX / c FETCH 1:* (ENVELOPE)
+
+Or through node 2 with POP3S:
+  openssl s_client -quiet -connect 127.0.0.1:$(port 2 95)      then: USER demo@example.test / PASS $pw / LIST / RETR 1
+
+The cluster:
   $BIN status $(admin 1)
   $BIN user list $(admin 2)
-  $BIN domain add example.org $(admin 3)
   curl -s http://127.0.0.1:$(port 1 48)/metrics | grep raftmail_
 
-Press Ctrl-C to stop all three nodes.
+Press Ctrl-C to stop all three nodes (data is kept for the next 'make run').
 TXT
 $BIN status $(admin 1) || true
 wait

@@ -11,6 +11,7 @@ import (
 	"syscall"
 
 	"github.com/raftmail/raftmail/protocol/auth"
+	"github.com/raftmail/raftmail/protocol/imap"
 	"github.com/raftmail/raftmail/protocol/pop3"
 	"github.com/raftmail/raftmail/protocol/smtp"
 )
@@ -70,17 +71,18 @@ func startMail(cfg *nodeConfig, rt *runtime, log *slog.Logger) (*mailServers, er
 	}
 	ms.shutdowns = append(ms.shutdowns, mx.Shutdown, sub.Shutdown, pop.Shutdown)
 
-	listeners := []struct {
-		addr, what, flag string
-		serve            func(net.Listener) error
-	}{
+	listeners := []mailListener{
 		{cfg.SMTPAddr, "SMTP MX", "smtp-addr", mx.Serve},
 		{cfg.SubmissionAddr, "submission", "submission-addr", sub.Serve},
 		{cfg.SubmissionsAddr, "submissions", "submissions-addr", sub.ServeTLS},
 		{cfg.POP3Addr, "POP3", "pop3-addr", func(ln net.Listener) error { return pop.Serve(ln) }},
 		{cfg.POP3SAddr, "POP3S", "pop3s-addr", func(ln net.Listener) error { return pop.Serve(ln, pop3.WithImplicitTLS()) }},
 	}
-	listeners = append(listeners, imapListeners(cfg, rt, checker, tlsConf, log, ms)...)
+	imapLs, err := imapListeners(cfg, rt, checker, tlsConf, log, ms)
+	if err != nil {
+		return nil, err
+	}
+	listeners = append(listeners, imapLs...)
 	for _, l := range listeners {
 		if strings.EqualFold(l.addr, "off") || l.addr == "" {
 			continue
@@ -94,7 +96,7 @@ func startMail(cfg *nodeConfig, rt *runtime, log *slog.Logger) (*mailServers, er
 		ms.wg.Add(1)
 		go func(serve func(net.Listener) error, what string) {
 			defer ms.wg.Done()
-			if err := serve(ln); err != nil && !errors.Is(err, smtp.ErrServerClosed) && !errors.Is(err, pop3.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+			if err := serve(ln); err != nil && !errors.Is(err, smtp.ErrServerClosed) && !errors.Is(err, pop3.ErrServerClosed) && !errors.Is(err, imap.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
 				log.Error("mail listener stopped", "listener", what, "err", err)
 			}
 		}(l.serve, l.what)
