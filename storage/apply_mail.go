@@ -377,7 +377,11 @@ func (t *tx) deliver() (any, error) {
 
 	res := DeliverResult{Placed: make([]Placed, 0, len(targets))}
 	for _, tg := range targets {
-		m := t.addMessage(tg.mailbox, Message{Blob: p.Blob, Size: p.Size, InternalDate: t.cmd.Time, Flags: tg.flags})
+		date := t.cmd.Time
+		if !p.InternalDate.IsZero() {
+			date = p.InternalDate.UTC()
+		}
+		m := t.addMessage(tg.mailbox, Message{Blob: p.Blob, Size: p.Size, InternalDate: date, Flags: tg.flags})
 		t.incref(p.Blob)
 		res.Placed = append(res.Placed, Placed{Account: tg.account, MailboxID: tg.mailbox, UID: m.UID})
 	}
@@ -471,6 +475,9 @@ func (t *tx) expunge() (any, error) {
 		return nil, err
 	}
 	msgs := t.selectMessages(mb, p.UIDs, true)
+	if p.OnlyDeleted {
+		msgs = slices.DeleteFunc(msgs, func(m Message) bool { return !slices.Contains(m.Flags, `\Deleted`) })
+	}
 	res := ExpungeResult{UIDs: make([]uint32, 0, len(msgs))}
 	size := t.removeMessages(mb, msgs)
 	for _, m := range msgs {

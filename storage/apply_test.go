@@ -4,6 +4,7 @@ import (
 	"errors"
 	"slices"
 	"testing"
+	"time"
 )
 
 func TestCommands(t *testing.T) {
@@ -346,6 +347,25 @@ func TestCommands(t *testing.T) {
 				var er ExpungeResult
 				if err := r.Decode(&er); err != nil || !slices.Equal(er.UIDs, []uint32{1, 3}) {
 					t.Fatalf("expunged %v %v", er, err)
+				}
+			}},
+		{name: "expunge uids only deleted", prep: withMsgs, typ: CmdExpunge,
+			payload: func(h *harness) any {
+				return Expunge{MailboxID: inboxOf(h, "a@example.test"), UIDs: []uint32{1, 2, 3}, OnlyDeleted: true}
+			},
+			check: func(t *testing.T, h *harness, r Result) {
+				var er ExpungeResult
+				if err := r.Decode(&er); err != nil || !slices.Equal(er.UIDs, []uint32{2}) {
+					t.Fatalf("expunged %v %v", er, err)
+				}
+			}},
+		{name: "deliver with internal date", typ: CmdDeliver,
+			payload: p(Deliver{Blob: blob, Size: 5, InternalDate: time.Date(2001, 2, 3, 4, 5, 6, 0, time.FixedZone("x", 3600)),
+				Targets: []DeliverTarget{{Account: "a@example.test"}}}),
+			check: func(t *testing.T, h *harness, r Result) {
+				msgs, err := h.s.Messages(inboxOf(h, "a@example.test"))
+				if err != nil || len(msgs) != 1 || !msgs[0].InternalDate.Equal(time.Date(2001, 2, 3, 3, 5, 6, 0, time.UTC)) {
+					t.Fatalf("messages %+v %v", msgs, err)
 				}
 			}},
 		{name: "copy", prep: withMsgs, typ: CmdCopy,

@@ -257,6 +257,9 @@ type Deliver struct {
 	Size    int64
 	Targets []DeliverTarget
 	Remote  *QueueEntry // nil: no remote recipients
+	// InternalDate is the IMAP internal date of the placed messages (an
+	// APPEND's date argument); zero means the command's time.
+	InternalDate time.Time `json:",omitzero"`
 }
 
 // Placed is where Deliver put a message.
@@ -303,6 +306,10 @@ type FlagsResult struct{ Changed []MessageFlags }
 type Expunge struct {
 	MailboxID uint64
 	UIDs      []uint32
+	// OnlyDeleted expunges only those of UIDs that carry \Deleted when
+	// the command is applied (IMAP UID EXPUNGE, RFC 4315), so a flag
+	// removed meanwhile through another node is respected.
+	OnlyDeleted bool `json:",omitempty"`
 }
 
 // ExpungeResult is the Data of a CmdExpunge result.

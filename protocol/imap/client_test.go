@@ -188,7 +188,7 @@ func TestClientMessages(t *testing.T) {
 	m1, m2 := msgs[0], msgs[1]
 	if m1.UID != 1 || m1.RFC822Size != int64(len(simpleMsg)) || m1.Envelope.Subject != "Hello there" ||
 		m1.Envelope.From[0].Host != "example.test" || m1.Envelope.MessageID != "m1@example.test" ||
-		!slices.Contains(m1.Flags, "$Important") || m1.InternalDate.IsZero() {
+		!slices.Contains(m1.Flags, "$Important") || !m1.InternalDate.Equal(date) {
 		t.Fatalf("message 1: %+v %+v", m1, m1.Envelope)
 	}
 	if got := string(m1.FindBodySection(text)); got != "Lunch at noon?\r\n" {
@@ -264,7 +264,8 @@ func TestClientMessages(t *testing.T) {
 		{"seq star", imap.SearchCriteria{SeqNum: []imap.SeqSet{{{Start: 0, Stop: 0}}}}, []uint32{2}},
 		{"sentsince", imap.SearchCriteria{SentSince: time.Date(2026, 3, 3, 0, 0, 0, 0, time.UTC)}, []uint32{2}},
 		{"sentbefore", imap.SearchCriteria{SentBefore: time.Date(2026, 3, 3, 0, 0, 0, 0, time.UTC)}, []uint32{1}},
-		{"since today", imap.SearchCriteria{Since: time.Now().UTC().Add(-24 * time.Hour).Truncate(24 * time.Hour)}, []uint32{1, 2}},
+		{"since yesterday", imap.SearchCriteria{Since: time.Now().UTC().Add(-24 * time.Hour).Truncate(24 * time.Hour)}, []uint32{2}},
+		{"on the append date", imap.SearchCriteria{Since: date.Truncate(24 * time.Hour), Before: date.Add(24 * time.Hour).Truncate(24 * time.Hour)}, []uint32{1}},
 		{"before 2000", imap.SearchCriteria{Before: time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)}, nil},
 		{"recent", imap.SearchCriteria{Flag: []imap.Flag{"\\Recent"}}, nil},
 	} {

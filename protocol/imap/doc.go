@@ -68,8 +68,6 @@
 // and go-message for transfer encodings and charsets (parseHeader,
 // matchHeader, matchText: fuzzed).
 //
-// Known deviations: APPEND's date-time argument is not kept (the internal
-// date is the command's time: storage.Deliver has no field for it), \Recent
-// is never set, and UID EXPUNGE checks \Deleted before proposing (storage
-// Expunge with UIDs does not re-check it at apply time).
+// Known deviations: \Recent is never set. UID EXPUNGE sends only UIDs that
+// carry \Deleted and asks storage to re-check the flag when applying.
 package imap

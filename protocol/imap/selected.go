@@ -502,7 +502,10 @@ func (s *session) Expunge(_ *imapserver.ExpungeWriter, uids *imap.UIDSet) error 
 		}
 	}
 	var res storage.ExpungeResult
-	if _, err := s.propose("expunge", storage.CmdExpunge, storage.Expunge{MailboxID: sel.mb.ID, UIDs: list}, &res, errNoMailbox); err != nil {
+	// OnlyDeleted: a \Deleted flag removed through another node between
+	// our check and the apply keeps its message (RFC 4315).
+	cmd := storage.Expunge{MailboxID: sel.mb.ID, UIDs: list, OnlyDeleted: len(list) > 0}
+	if _, err := s.propose("expunge", storage.CmdExpunge, cmd, &res, errNoMailbox); err != nil {
 		return err
 	}
 	s.waitGone(sel, res.UIDs)

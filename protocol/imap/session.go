@@ -490,10 +490,14 @@ func (s *session) Append(mailbox string, r imap.LiteralReader, options *imap.App
 		return nil, errUnavailable
 	}
 	var res storage.DeliverResult
-	_, err = s.propose("append", storage.CmdDeliver, storage.Deliver{
+	d := storage.Deliver{
 		Blob: hash, Size: size,
 		Targets: []storage.DeliverTarget{{Account: s.user, Mailbox: mb.Name, Flags: flags}},
-	}, &res, errTryCreate)
+	}
+	if options != nil {
+		d.InternalDate = options.Time // zero when the client gave no date
+	}
+	_, err = s.propose("append", storage.CmdDeliver, d, &res, errTryCreate)
 	if err != nil {
 		return nil, err
 	}
