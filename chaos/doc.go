@@ -1,0 +1,18 @@
+// Package chaos is Raftmail's chaos suite: it runs a real cluster (local
+// processes or Docker containers) under mail traffic, injects one fault per
+// scenario (kill -9, SIGSTOP, partitions, disk full, wipe and rejoin...),
+// records what every client was told, reads back what every node holds,
+// and checks DESIGN.md's promise with pure functions over that record.
+//
+// Operators run it too (`raftmail chaos run`), so it is a product feature,
+// not only a test. No production package imports chaos.
+//
+// The pieces:
+//
+//	history.go   what was recorded: operations, faults, samples, final state
+//	check.go     the invariants, pure functions of a History
+//	report.go    JSON, one summary line per scenario, a self-contained HTML page
+//	launcher*.go starting, killing, pausing, partitioning nodes
+//	traffic.go   SMTP senders and IMAP sessions that record every operation
+//	scenario.go  warm-up, fault, heal, read-back, check
+package chaos
