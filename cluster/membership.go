@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"sort"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -37,7 +39,8 @@ func (n *Node) startGossip() error {
 	mc.GossipVerifyIncoming = true
 	mc.GossipVerifyOutgoing = true
 	mc.Delegate = &gossipDelegate{meta: n.gossipMeta()}
-	mc.Events = &gossipEvents{kick: n.reconcileKick}
+	n.events = newGossipEvents(n.reconcileKick)
+	mc.Events = n.events
 	mc.Logger = NewStdLogger(n.log, "memberlist")
 	if n.cfg.GossipInterval > 0 {
 		mc.GossipInterval = n.cfg.GossipInterval
@@ -74,44 +77,76 @@ func (d *gossipDelegate) GetBroadcasts(overhead, limit int) [][]byte { return ni
 func (d *gossipDelegate) LocalState(join bool) []byte                { return nil }
 func (d *gossipDelegate) MergeRemoteState(buf []byte, join bool)     {}
 
-// gossipEvents only enqueues: the reconcile loop does the work.
-type gossipEvents struct{ kick chan struct{} }
+// gossipEvents keeps this node's own copy of the member list and kicks the
+// reconcile loop. memberlist calls it under its own lock and changes the
+// *memberlist.Node values in place afterwards, so the fields are copied
+// here and nothing else reads memberlist's nodes (memberlist#306).
+type gossipEvents struct {
+	kick chan struct{}
 
-func (e *gossipEvents) NotifyJoin(*memberlist.Node)   { kick(e.kick) }
-func (e *gossipEvents) NotifyLeave(*memberlist.Node)  { kick(e.kick) }
-func (e *gossipEvents) NotifyUpdate(*memberlist.Node) { kick(e.kick) }
-
-// Member is a node as gossip sees it.
-type Member struct {
-	Name   string            `json:"name"`
-	Addr   string            `json:"gossip_addr"`
-	State  string            `json:"state"` // alive, suspect, dead, left
-	Meta   map[string]string `json:"meta,omitempty"`
-	Health int               `json:"-"`
+	mu struct {
+		sync.Mutex
+		members map[string]Member
+	}
 }
 
-// Members lists every node gossip knows, including failed ones.
-func (n *Node) Members() []Member {
-	var out []Member
-	for _, m := range n.ml.Members() {
-		out = append(out, memberOf(m))
+func newGossipEvents(kick chan struct{}) *gossipEvents {
+	e := &gossipEvents{kick: kick}
+	e.mu.members = make(map[string]Member)
+	return e
+}
+
+func (e *gossipEvents) record(n *memberlist.Node, state string) {
+	m := memberOf(n, state)
+	e.mu.Lock()
+	e.mu.members[m.Name] = m
+	e.mu.Unlock()
+	kick(e.kick)
+}
+
+// The state comes from which callback fired: memberlist v0.7.0 does not
+// update the Node.State it passes to NotifyLeave (only its own copy), so a
+// node that left gracefully and one that failed both arrive as "dead".
+// Leave removes a node from Raft before it leaves gossip, so the reconcile
+// loop treats both alike.
+func (e *gossipEvents) NotifyJoin(n *memberlist.Node)   { e.record(n, "alive") }
+func (e *gossipEvents) NotifyLeave(n *memberlist.Node)  { e.record(n, "dead") }
+func (e *gossipEvents) NotifyUpdate(n *memberlist.Node) { e.record(n, "alive") }
+
+func (e *gossipEvents) snapshot() []Member {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make([]Member, 0, len(e.mu.members))
+	for _, m := range e.mu.members {
+		out = append(out, m)
 	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
 }
 
-func memberOf(m *memberlist.Node) Member {
+// Member is a node as gossip sees it.
+type Member struct {
+	Name  string            `json:"name"`
+	Addr  string            `json:"gossip_addr"`
+	State string            `json:"state"` // alive or dead
+	Meta  map[string]string `json:"meta,omitempty"`
+}
+
+// Members lists every node gossip has seen, including failed and departed
+// ones, by name.
+func (n *Node) Members() []Member {
+	if n.events == nil {
+		return nil
+	}
+	return n.events.snapshot()
+}
+
+// memberOf copies what we need of a memberlist node. Call it only from a
+// memberlist event callback (memberlist holds its lock then).
+func memberOf(m *memberlist.Node, state string) Member {
 	var meta map[string]string
 	_ = json.Unmarshal(m.Meta, &meta)
-	st := "alive"
-	switch m.State {
-	case memberlist.StateSuspect:
-		st = "suspect"
-	case memberlist.StateDead:
-		st = "dead"
-	case memberlist.StateLeft:
-		st = "left"
-	}
-	return Member{Name: m.Name, Addr: m.Address(), State: st, Meta: meta}
+	return Member{Name: m.Name, Addr: m.Address(), State: state, Meta: meta}
 }
 
 // joinSeedsLoop joins the configured gossip seeds, retrying until one
@@ -180,13 +215,9 @@ func (n *Node) reconcileOnce() {
 		}
 	}
 	alive := make(map[string]Member)
-	left := make(map[string]bool)
 	for _, m := range n.Members() {
-		switch m.State {
-		case "alive", "suspect":
+		if m.State == "alive" {
 			alive[m.Name] = m
-		case "left":
-			left[m.Name] = true
 		}
 	}
 	for name, m := range alive {
@@ -219,20 +250,20 @@ func (n *Node) reconcileOnce() {
 			n.mu.deadSince[id] = now
 			continue
 		}
-		if !left[id] && now.Sub(since) < n.cfg.DeadServerGrace {
+		if now.Sub(since) < n.cfg.DeadServerGrace {
 			continue
 		}
 		after := voters
 		if s.Suffrage == raft.Voter {
 			after--
 		}
-		if after < n.cfg.MinVoters && !left[id] {
+		if after < n.cfg.MinVoters {
 			continue
 		}
 		if aliveVoters < after/2+1 {
 			continue
 		}
-		n.log.Warn("reconcile: removing failed server", "peer", id, "dead_for", now.Sub(since).Round(time.Second).String(), "left", left[id])
+		n.log.Warn("reconcile: removing failed server", "peer", id, "dead_for", now.Sub(since).Round(time.Second).String())
 		if err := n.raft.RemoveServer(s.ID, 0, 10*time.Second).Error(); err != nil {
 			n.log.Warn("reconcile: remove failed", "peer", id, "err", err)
 			continue

@@ -66,6 +66,7 @@ type Node struct {
 	raft      *raft.Raft
 	boltStore *raftboltdb.BoltStore
 	ml        *memberlist.Memberlist
+	events    *gossipEvents
 
 	reconcileKick chan struct{}
 	repairKick    chan struct{}
