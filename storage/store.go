@@ -12,8 +12,13 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
 	"github.com/cockroachdb/pebble/v2/vfs"
 )
+
+// cacheBytes is Pebble's block cache: metadata lookups in Apply and IMAP
+// reads stay in memory for a mailbox of a few hundred thousand messages.
+const cacheBytes = 64 << 20
 
 // DefaultDedupWindow is how long applied command IDs are remembered when
 // Config.DedupWindow is 0.
@@ -83,10 +88,19 @@ func Open(cfg Config) (*Store, error) {
 	if cfg.DedupWindow == 0 {
 		cfg.DedupWindow = DefaultDedupWindow
 	}
+	cache := pebble.NewCache(cacheBytes)
+	defer cache.Unref() // Open takes its own reference
 	opts := &pebble.Options{
 		FS:                 cfg.FS,
 		FormatMajorVersion: pebble.FormatNewest,
 		Logger:             pebbleLogger{log.With("component", "pebble")},
+		Cache:              cache,
+	}
+	// Apply looks up many keys that do not exist (a blob's first
+	// reference, a mailbox name not yet taken): bloom filters answer
+	// those without reading data blocks.
+	for i := range opts.Levels {
+		opts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
 	}
 	opts.Experimental.ValueSeparationPolicy = func() pebble.ValueSeparationPolicy {
 		// Message bodies go to blob files; small metadata stays in sstables.
