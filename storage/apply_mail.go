@@ -140,7 +140,12 @@ func (t *tx) addMessage(id uint64, m Message) Message {
 	}
 	m.MailboxID = id
 	m.UID = mb.UIDNext
-	mb.UIDNext++
+	if reuseUID {
+		// Only with -tags chaos_reuse_uid, the chaos suite's negative
+		// control: an expunged UID again (reuseuid_chaos.go).
+		m.UID = t.reusedUID(id, mb.UIDNext)
+	}
+	mb.UIDNext = m.UID + 1
 	mb.HighestModSeq++
 	m.ModSeq = mb.HighestModSeq
 	mb.Messages++

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/raftmail/raftmail/protocol/auth"
+	"github.com/raftmail/raftmail/protocol/mailauth"
 	"github.com/raftmail/raftmail/storage"
 )
 
@@ -82,6 +83,15 @@ type Config struct {
 	// Auth checks credentials and throttles failures. Required in
 	// ModeSubmission, ignored in ModeMX.
 	Auth *auth.Checker
+	// MailAuth checks SPF, DKIM and DMARC of mail received in ModeMX and
+	// adds an Authentication-Results header; a DMARC reject is refused
+	// with 550, a quarantine goes to the \Junk mailbox. nil = no inbound
+	// checks. Ignored in ModeSubmission.
+	MailAuth *mailauth.Checker
+	// DKIMKeys returns the DKIM signing keys of a domain: mail accepted
+	// in ModeSubmission is signed with those of its MAIL FROM domain.
+	// nil, or no keys, = not signed. Ignored in ModeMX.
+	DKIMKeys func(domain string) []mailauth.DKIMKey
 	// Logger; nil = discard.
 	Logger *slog.Logger
 	// ReadTimeout is how long the server waits for a command line, and
