@@ -632,3 +632,43 @@ func TestDeadServerRemovedAfterGrace(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// The first node has no seeds in its configuration: after a restart it
+// must find the others through the peers it remembers.
+func TestFirstNodeRejoinsGossipAfterRestart(t *testing.T) {
+	tc := newTestCluster(t, 3, nil)
+	first := tc.nodes[0]
+	if len(first.cfg.Seeds) != 0 {
+		t.Fatal("test assumes the first node has no seeds")
+	}
+	// Let the peers file be written (within a second).
+	waitFor(t, 20*time.Second, "peers file", func() bool {
+		return len(first.node.loadPeers()) == 2
+	})
+	tc.stop(first)
+	other := tc.nodes[1]
+	waitFor(t, 20*time.Second, "others see the first node dead", func() bool {
+		for _, m := range other.node.Members() {
+			if m.Name == first.cfg.NodeName {
+				return m.State == "dead"
+			}
+		}
+		return false
+	})
+	tc.start(first)
+	waitFor(t, 30*time.Second, "gossip whole again", func() bool {
+		for _, tn := range tc.nodes {
+			alive := 0
+			for _, m := range tn.node.Members() {
+				if m.State == "alive" {
+					alive++
+				}
+			}
+			if alive != 3 {
+				return false
+			}
+		}
+		return true
+	})
+	tc.waitConverged()
+}

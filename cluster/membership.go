@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"sync"
@@ -149,19 +151,31 @@ func memberOf(m *memberlist.Node, state string) Member {
 	return Member{Name: m.Name, Addr: m.Address(), State: state, Meta: meta}
 }
 
-// joinSeedsLoop joins the configured gossip seeds, retrying until one
-// answers, and asks the leader to make this node a voter if it is not one.
-func (n *Node) joinSeedsLoop() {
+// peersFile remembers the gossip addresses of the other members, so a node
+// that restarts (the first node has no seeds in its configuration) finds
+// the cluster again.
+const peersFile = "gossip-peers.json"
+
+// joinLoop joins gossip through the configured seeds and the peers this
+// node knew before it stopped, retrying until one answers. Afterwards it
+// keeps the peers file current and, while a Raft server is not alive in
+// gossip, tries to reach it again: gossip stops contacting a dead node
+// after a while, so a node that returns would otherwise stay apart.
+func (n *Node) joinLoop() {
 	defer n.wg.Done()
-	if len(n.cfg.Seeds) == 0 {
-		return
-	}
+	known := n.loadPeers()
 	delay := 200 * time.Millisecond
-	for {
-		if _, err := n.ml.Join(n.cfg.Seeds); err == nil {
+	for joined := false; !joined; {
+		targets := n.joinTargets(known, false)
+		if len(targets) == 0 {
+			break
+		}
+		if _, err := n.ml.Join(targets); err == nil {
+			joined = true
+			n.log.Info("gossip: joined", "members", n.ml.NumMembers())
 			break
 		} else {
-			n.log.Warn("gossip: cannot reach seeds yet", "seeds", n.cfg.Seeds, "err", err)
+			n.log.Warn("gossip: cannot reach any known member yet", "tried", targets, "err", err)
 		}
 		select {
 		case <-n.stop:
@@ -172,7 +186,100 @@ func (n *Node) joinSeedsLoop() {
 			delay *= 2
 		}
 	}
-	n.log.Info("gossip: joined", "members", n.ml.NumMembers())
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for tick := 1; ; tick++ {
+		select {
+		case <-n.stop:
+			return
+		case <-t.C:
+		}
+		known = n.savePeers(known)
+		if tick%5 != 0 {
+			continue
+		}
+		if targets := n.joinTargets(known, true); len(targets) > 0 {
+			if _, err := n.ml.Join(targets); err == nil {
+				n.log.Info("gossip: reached a Raft server that gossip had lost", "tried", targets)
+			}
+		}
+	}
+}
+
+// joinTargets are gossip addresses to try: the configured seeds and known
+// peers; with missingOnly, only known peers that are Raft servers but not
+// alive in gossip.
+func (n *Node) joinTargets(known map[string]string, missingOnly bool) []string {
+	var out []string
+	seen := map[string]bool{n.cfg.GossipAdvertise: true}
+	add := func(a string) {
+		if a != "" && !seen[a] {
+			seen[a] = true
+			out = append(out, a)
+		}
+	}
+	if !missingOnly {
+		for _, s := range n.cfg.Seeds {
+			add(s)
+		}
+		for name, a := range known {
+			if name != n.cfg.NodeName {
+				add(a)
+			}
+		}
+		return out
+	}
+	servers, err := n.voters()
+	if err != nil {
+		return nil
+	}
+	alive := map[string]bool{}
+	for _, m := range n.Members() {
+		if m.State == "alive" {
+			alive[m.Name] = true
+		}
+	}
+	for name := range servers {
+		if name != n.cfg.NodeName && !alive[name] {
+			add(known[name])
+		}
+	}
+	return out
+}
+
+func (n *Node) loadPeers() map[string]string {
+	known := map[string]string{}
+	b, err := os.ReadFile(filepath.Join(n.cfg.DataDir, peersFile))
+	if err == nil {
+		if err := json.Unmarshal(b, &known); err != nil {
+			n.log.Warn("gossip: ignoring unreadable peers file", "err", err)
+			known = map[string]string{}
+		}
+	}
+	return known
+}
+
+// savePeers merges what gossip knows into known and writes it when it
+// changed; it returns the merged map.
+func (n *Node) savePeers(known map[string]string) map[string]string {
+	changed := false
+	for _, m := range n.Members() {
+		if m.Name != n.cfg.NodeName && m.Addr != "" && known[m.Name] != m.Addr {
+			known[m.Name] = m.Addr
+			changed = true
+		}
+	}
+	if !changed {
+		return known
+	}
+	b, _ := json.Marshal(known)
+	path := filepath.Join(n.cfg.DataDir, peersFile)
+	if err := os.WriteFile(path+".tmp", b, 0o600); err == nil {
+		if err := os.Rename(path+".tmp", path); err != nil {
+			n.log.Warn("gossip: save peers", "err", err)
+		}
+	}
+	return known
 }
 
 // reconcileLoop runs on every node but acts only on the leader: it adds

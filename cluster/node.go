@@ -71,6 +71,7 @@ type Node struct {
 	reconcileKick chan struct{}
 	repairKick    chan struct{}
 	stop          chan struct{}
+	ready         chan struct{} // closed when Start has finished: RPCs wait for it
 	wg            sync.WaitGroup
 
 	mu struct {
@@ -93,6 +94,7 @@ func New(cfg Config, store *storage.Store) (*Node, error) {
 		reconcileKick: make(chan struct{}, 1),
 		repairKick:    make(chan struct{}, 1),
 		stop:          make(chan struct{}),
+		ready:         make(chan struct{}),
 	}
 	n.mu.deadSince = make(map[string]time.Time)
 	return n, nil
@@ -123,6 +125,7 @@ func (n *Node) Start() error {
 	n.mux = newMuxListener(ln, ServerTLSConfig(n.cfg.CACert, n.cfg.Cert), n.log)
 	n.mux.rpc = n.serveRPC
 	n.mux.join = n.serveJoin
+	n.mux.ready = n.ready
 	n.mux.serve()
 
 	if err := n.startRaft(raftDir); err != nil {
@@ -137,7 +140,8 @@ func (n *Node) Start() error {
 	n.wg.Add(3)
 	go n.reconcileLoop()
 	go n.repairLoop()
-	go n.joinSeedsLoop()
+	go n.joinLoop()
+	close(n.ready)
 	return nil
 }
 

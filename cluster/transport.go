@@ -36,6 +36,10 @@ type muxListener struct {
 	raftCh chan net.Conn
 	rpc    func(net.Conn)
 	join   func(net.Conn)
+	// ready is closed once the node behind rpc and join is up; until then
+	// those connections wait (Raft streams do not: raft takes them when
+	// it starts).
+	ready <-chan struct{}
 
 	closeOnce sync.Once
 	closed    chan struct{}
@@ -127,6 +131,14 @@ func (m *muxListener) route(raw net.Conn) {
 	}
 	_ = tc.SetDeadline(time.Time{})
 	authed := len(tc.ConnectionState().PeerCertificates) > 0
+	if tag[0] == tagRPC || tag[0] == tagJoin {
+		select {
+		case <-m.ready:
+		case <-m.closed:
+			_ = tc.Close()
+			return
+		}
+	}
 	switch {
 	case tag[0] == tagJoin:
 		if m.track(tc) {
