@@ -180,7 +180,7 @@ func (n *Node) startRaft(dir string) error {
 		return fmt.Errorf("cluster: snapshot store: %w", err)
 	}
 	n.transport = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream:  &raftStream{mux: n.mux, dialer: n.dialer},
+		Stream:  &raftStream{mux: n.mux, dialer: n.dialer, advertise: advertiseAddr(n.cfg.ClusterAdvertise)},
 		MaxPool: 4,
 		Timeout: 10 * time.Second,
 		Logger:  NewHCLogger(n.log, "raft-net", hclog.Warn),
@@ -289,6 +289,16 @@ func (n *Node) WaitLeader(ctx context.Context) error {
 		case <-t.C:
 		}
 	}
+}
+
+// advertiseAddr is the advertised cluster address as a net.Addr (Validate
+// has checked it is IP:port).
+func advertiseAddr(hostport string) net.Addr {
+	a, err := net.ResolveTCPAddr("tcp", hostport)
+	if err != nil {
+		return &net.TCPAddr{}
+	}
+	return a
 }
 
 func kick(ch chan struct{}) {

@@ -184,6 +184,10 @@ func (m *muxListener) wait() { m.wg.Wait() }
 type raftStream struct {
 	mux    *muxListener
 	dialer *dialer
+	// advertise is the address other nodes dial: raft takes it as this
+	// node's own address (it must not be a wildcard bind address such as
+	// 0.0.0.0, or followers would forward to themselves).
+	advertise net.Addr
 }
 
 var _ raft.StreamLayer = (*raftStream)(nil)
@@ -198,7 +202,7 @@ func (s *raftStream) Accept() (net.Conn, error) {
 }
 
 func (s *raftStream) Close() error   { return nil } // the mux owns the socket
-func (s *raftStream) Addr() net.Addr { return s.mux.ln.Addr() }
+func (s *raftStream) Addr() net.Addr { return s.advertise }
 
 // Dial opens a mutual-TLS raft stream to a peer.
 func (s *raftStream) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
