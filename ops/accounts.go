@@ -52,7 +52,7 @@ func (a *Admin) domainList(w http.ResponseWriter, r *http.Request) {
 	if ds == nil {
 		ds = []storage.Domain{}
 	}
-	writeJSON(w, http.StatusOK, ds)
+	writeJSON(w, http.StatusOK, withoutKeys(ds))
 }
 
 func (a *Admin) domainAdd(w http.ResponseWriter, r *http.Request) {
@@ -65,8 +65,14 @@ func (a *Admin) domainAdd(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "domain name "+req.Name+" is not a domain like example.com")
 		return
 	}
-	if _, ok := a.propose(w, r, storage.CmdDomainAdd, struct{ Name string }{name}); ok {
-		writeJSON(w, http.StatusCreated, map[string]string{"added": name})
+	// The domain's first DKIM keys are generated here, by the proposer.
+	sels, err := newDKIMKeys(nil)
+	if err != nil {
+		a.writeProposeError(w, err)
+		return
+	}
+	if _, ok := a.propose(w, r, storage.CmdDomainAdd, storage.DomainAdd{Name: name, DKIM: sels}); ok {
+		writeJSON(w, http.StatusCreated, DomainAdded{Added: name, DKIM: selectorNames(sels)})
 	}
 }
 

@@ -84,6 +84,9 @@ func NewAdmin(cfg AdminConfig) (*Admin, error) {
 	v1.HandleFunc("GET /v1/domains", a.domainList)
 	v1.HandleFunc("POST /v1/domains", a.domainAdd)
 	v1.HandleFunc("DELETE /v1/domains/{name}", a.domainRemove)
+	v1.HandleFunc("GET /v1/domains/{name}/dkim", a.dkimList)
+	v1.HandleFunc("POST /v1/domains/{name}/dkim/rotate", a.dkimRotate)
+	v1.HandleFunc("DELETE /v1/domains/{name}/dkim/{selector}", a.dkimRetire)
 	v1.HandleFunc("GET /v1/users", a.userList)
 	v1.HandleFunc("POST /v1/users", a.userAdd)
 	v1.HandleFunc("PUT /v1/users/{addr}/password", a.userPasswd)
@@ -92,6 +95,10 @@ func NewAdmin(cfg AdminConfig) (*Admin, error) {
 	v1.HandleFunc("POST /v1/aliases", a.aliasAdd)
 	v1.HandleFunc("DELETE /v1/aliases/{addr}", a.aliasRemove)
 	v1.HandleFunc("GET /v1/queue", a.queueList)
+	v1.HandleFunc("GET /v1/queue/{id}", a.queueShow)
+	v1.HandleFunc("DELETE /v1/queue/{id}", a.queueDelete)
+	v1.HandleFunc("POST /v1/queue/{id}/{op}", a.queueOp)
+	v1.HandleFunc("POST /v1/queue/flush", a.queueFlush)
 	mux.Handle("/v1/", a.auth(v1))
 	a.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	return a, nil

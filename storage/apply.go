@@ -106,7 +106,7 @@ func init() {
 		CmdSettingSet:        (*tx).settingSet,
 		CmdTokenAdd:          (*tx).tokenAdd,
 		CmdTokenRevoke:       (*tx).tokenRevoke,
-		CmdDomainAdd:         (*tx).domainAdd,
+		CmdDomainAdd:         (*tx).domainAddDKIM, // domainAdd plus initial DKIM keys
 		CmdDomainRemove:      (*tx).domainRemove,
 		CmdAccountAdd:        (*tx).accountAdd,
 		CmdAccountPassword:   (*tx).accountPassword,
@@ -128,6 +128,11 @@ func init() {
 		CmdQueueAdd:          (*tx).queueAdd,
 		CmdQueueUpdate:       (*tx).queueUpdate,
 		CmdQueueRemove:       (*tx).queueRemove,
+		CmdDKIMRotate:        (*tx).dkimRotate,
+		CmdDKIMRetire:        (*tx).dkimRetire,
+		CmdQueueLease:        (*tx).queueLease,
+		CmdQueueResult:       (*tx).queueResult,
+		CmdQueueAdmin:        (*tx).queueAdmin,
 	}
 }
 

@@ -146,6 +146,25 @@ func (h *Hash) UnmarshalText(b []byte) error {
 type Domain struct {
 	Name    string
 	Created time.Time
+	// DKIM is the domain's DKIM selectors in the order they were added.
+	// Empty for domains added before DKIM keys existed (and omitted from
+	// the stored JSON then, so those records are unchanged).
+	DKIM []DKIMSelector `json:",omitempty"`
+}
+
+// DKIMSelector is one DKIM key of a domain. Every node signs with the same
+// keys because they live here, in the replicated store.
+type DKIMSelector struct {
+	Selector      string    // DNS label: the key is published at <Selector>._domainkey.<domain>
+	Algorithm     string    // "ed25519" or "rsa"
+	PrivateKeyPEM []byte    // nil once retired
+	Created       time.Time // the command time of the domain add or rotation
+	// Signing: new mail is signed with this key. A selector that stopped
+	// signing after a rotation stays published until retired.
+	Signing bool
+	// Retired: no longer published and its key is gone; the name stays
+	// reserved so it is never reused for another key.
+	Retired bool `json:",omitempty"`
 }
 
 // AppPassword is a named extra password of an account.

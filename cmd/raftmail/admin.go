@@ -182,10 +182,11 @@ func newStatusCmd() *cobra.Command {
 func newDomainCmd() *cobra.Command {
 	c := &cobra.Command{Use: "domain", Short: "Manage the mail domains the cluster serves"}
 	add := clientCmd("add DOMAIN", "Add a domain", exactArgs(1, "a domain name"), false, func(cmd *cobra.Command, args []string) error {
-		if err := call(cmd, "POST", "/v1/domains", ops.DomainRequest{Name: args[0]}, nil); err != nil {
+		var out ops.DomainAdded
+		if err := call(cmd, "POST", "/v1/domains", ops.DomainRequest{Name: args[0]}, &out); err != nil {
 			return err
 		}
-		fmt.Fprintf(cmd.OutOrStdout(), "Added domain %s.\n", strings.ToLower(args[0]))
+		fmt.Fprintf(cmd.OutOrStdout(), "Added domain %s with DKIM selectors %s.\nPublish its DNS records: raftmail dns records %s\n", out.Added, strings.Join(out.DKIM, ", "), out.Added)
 		return nil
 	})
 	list := clientCmd("list", "List domains", exactArgs(0, "no arguments"), true, func(cmd *cobra.Command, args []string) error {
@@ -349,7 +350,7 @@ func newAliasCmd() *cobra.Command {
 }
 
 func newQueueCmd() *cobra.Command {
-	c := &cobra.Command{Use: "queue", Short: "Inspect the outbound queue"}
+	c := &cobra.Command{Use: "queue", Short: "Inspect and manage the outbound queue"}
 	list := clientCmd("list", "List queued outbound messages", exactArgs(0, "no arguments"), true, func(cmd *cobra.Command, args []string) error {
 		var out []storage.QueueEntry
 		if err := call(cmd, "GET", "/v1/queue", nil, &out); err != nil {
@@ -370,5 +371,6 @@ func newQueueCmd() *cobra.Command {
 		return tw.Flush()
 	})
 	c.AddCommand(list)
+	addQueueCommands(c)
 	return c
 }

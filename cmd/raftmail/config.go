@@ -40,6 +40,14 @@ type nodeConfig struct {
 	POP3SAddr       string `toml:"pop3s_addr"`
 	TLSCert         string `toml:"tls_cert,omitempty"`
 	TLSKey          string `toml:"tls_key,omitempty"`
+	// Outbound delivery: the DNS server for MX, address and TXT lookups
+	// (host:port; "" = the system's resolver) and the port of remote MX
+	// hosts (0 = 25; other values are for tests).
+	DNSResolver string `toml:"dns_resolver,omitempty"`
+	// AuthServID names the cluster in Authentication-Results; "" = the
+	// cluster name given at init. Give every node the same value.
+	AuthServID  string `toml:"authserv_id,omitempty"`
+	SMTPOutPort int    `toml:"smtp_out_port,omitempty"`
 
 	LogLevel  string `toml:"log_level,omitempty"`
 	LogFormat string `toml:"log_format,omitempty"`
@@ -159,6 +167,9 @@ func addNodeFlags(fs *pflag.FlagSet) {
 	fs.String("pop3s-addr", "", `POP3 listener with implicit TLS, or "off" (default 0.0.0.0:995)`)
 	fs.String("tls-cert", "", "certificate file (PEM, full chain) for the mail listeners; reloaded when it changes (default: a self-signed one made at init)")
 	fs.String("tls-key", "", "key file (PEM) for --tls-cert")
+	fs.String("dns-resolver", "", `DNS server (host:port) for MX, address and TXT lookups (default: the system's resolver)`)
+	fs.String("authserv-id", "", "name of this cluster in Authentication-Results headers, the same on every node (default: the cluster name given at init)")
+	fs.Int("smtp-out-port", 0, "TCP port of remote MX hosts for outbound delivery; for tests (default 25)")
 	fs.String("log-level", "", "debug, info, warn or error (default info)")
 	fs.String("log-format", "", "text or json (default text)")
 	fs.Duration("raft-timeout", 0, "Raft heartbeat and election timeout (default 500ms)")
@@ -248,6 +259,16 @@ func loadNodeConfig(fs *pflag.FlagSet) (*nodeConfig, error) {
 	set("pop3s-addr", str(&cfg.POP3SAddr))
 	set("tls-cert", str(&cfg.TLSCert))
 	set("tls-key", str(&cfg.TLSKey))
+	set("dns-resolver", str(&cfg.DNSResolver))
+	set("authserv-id", str(&cfg.AuthServID))
+	set("smtp-out-port", func(v string) error {
+		n, err := strconv.Atoi(v)
+		if err == nil && (n < 0 || n > 65535) {
+			err = errors.New("want a port number")
+		}
+		cfg.SMTPOutPort = n
+		return err
+	})
 	set("log-level", str(&cfg.LogLevel))
 	set("log-format", str(&cfg.LogFormat))
 	set("raft-timeout", dur(&cfg.RaftTimeout))

@@ -358,8 +358,15 @@ func (n *node) nodeFlags() []string {
 		"--imaps-addr", n.imapsAddr,
 		"--pop3-addr", "off",
 		"--pop3s-addr", n.pop3sAddr,
+		// Tests stay on loopback: DNS goes to a port where nothing
+		// answers, so SPF/DKIM/DMARC lookups end in temperror (mail is
+		// still accepted) and remote mail stays queued.
+		"--dns-resolver", noDNS,
 	}
 }
+
+// noDNS is a loopback address where no DNS server listens.
+const noDNS = "127.0.0.1:9"
 
 // adminFlags point a client command at this node's admin API.
 func (n *node) adminFlags() []string {

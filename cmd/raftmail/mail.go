@@ -10,8 +10,11 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/raftmail/raftmail/cluster"
 	"github.com/raftmail/raftmail/protocol/auth"
+	"github.com/raftmail/raftmail/protocol/delivery"
 	"github.com/raftmail/raftmail/protocol/imap"
+	"github.com/raftmail/raftmail/protocol/mailauth"
 	"github.com/raftmail/raftmail/protocol/pop3"
 	"github.com/raftmail/raftmail/protocol/smtp"
 )
@@ -47,12 +50,20 @@ func startMail(cfg *nodeConfig, rt *runtime, log *slog.Logger) (*mailServers, er
 		return nil, err
 	}
 	checker := auth.New(auth.Config{Store: rt.store, Logger: log.With("component", "auth")})
+	resolver := mailauth.NewResolver(cfg.DNSResolver)
+	inbound := &mailauth.Checker{Resolver: resolver, AuthServID: authServID(cfg, rt)}
 	smtpServer := func(mode smtp.Mode, name string) (*smtp.Server, error) {
-		return smtp.New(smtp.Config{
+		c := smtp.Config{
 			Mode: mode, Hostname: cfg.Hostname, NodeName: cfg.Name, TLS: tlsConf,
 			Cluster: rt.node, Store: rt.store, Auth: checker,
 			Logger: log.With("component", name),
-		})
+		}
+		if mode == smtp.ModeMX {
+			c.MailAuth = inbound
+		} else {
+			c.DKIMKeys = func(domain string) []mailauth.DKIMKey { return dkimKeys(rt, domain) }
+		}
+		return smtp.New(c)
 	}
 	mx, err := smtpServer(smtp.ModeMX, "smtp")
 	if err != nil {
@@ -102,7 +113,46 @@ func startMail(cfg *nodeConfig, rt *runtime, log *slog.Logger) (*mailServers, er
 		}(l.serve, l.what)
 		log.Info("listening", "listener", l.what, "addr", ln.Addr().String())
 	}
+	// Outbound delivery runs on every node: it delivers what the leader's
+	// scheduler leases to this node.
+	out, err := delivery.New(delivery.Config{
+		Hostname: cfg.Hostname, Cluster: rt.node, Store: rt.store,
+		Resolver: resolver, Port: cfg.SMTPOutPort,
+		Logger: log.With("component", "delivery"),
+	})
+	if err != nil {
+		ms.shutdown(context.Background())
+		return nil, err
+	}
+	out.Start()
+	ms.shutdowns = append(ms.shutdowns, func(context.Context) error { out.Stop(); return nil })
 	return ms, nil
+}
+
+// authServID names this cluster in Authentication-Results headers: the
+// same on every node, so each strips forged results claiming any of them.
+// --authserv-id, else the cluster name given at init.
+func authServID(cfg *nodeConfig, rt *runtime) string {
+	if cfg.AuthServID != "" {
+		return cfg.AuthServID
+	}
+	if name, err := rt.store.Setting(cluster.SettingClusterName); err == nil && len(name) > 0 {
+		return string(name)
+	}
+	return cfg.Hostname
+}
+
+// dkimKeys are the signing keys of domain from the replicated store.
+func dkimKeys(rt *runtime, domain string) []mailauth.DKIMKey {
+	sels, err := rt.store.DKIMKeys(strings.ToLower(domain))
+	if err != nil {
+		return nil
+	}
+	keys := make([]mailauth.DKIMKey, 0, len(sels))
+	for _, s := range sels {
+		keys = append(keys, mailauth.DKIMKey{Selector: s.Selector, Algorithm: s.Algorithm, PrivateKeyPEM: s.PrivateKeyPEM})
+	}
+	return keys
 }
 
 // shutdown says goodbye to clients (SMTP 421, IMAP BYE, POP3 -ERR) and

@@ -78,6 +78,8 @@ Look at it:        raftmail status`,
 		newUserCmd(),
 		newAliasCmd(),
 		newQueueCmd(),
+		newDKIMCmd(),
+		newDNSCmd(),
 	)
 	return root
 }

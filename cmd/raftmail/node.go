@@ -258,7 +258,7 @@ func startRuntime(cfg *nodeConfig, log *slog.Logger) (*runtime, error) {
 	cc.GossipAdvertise = cfg.GossipAdvertise
 	cc.Bootstrap = cfg.Bootstrap
 	cc.Seeds = cfg.Seeds
-	cc.Meta = map[string]string{"admin": cfg.AdminAddr}
+	cc.Meta = map[string]string{"admin": cfg.AdminAddr, ops.MetaHostname: cfg.Hostname, ops.MetaMailIP: cfg.mailIP()}
 	cc.HeartbeatTimeout = cfg.RaftTimeout.Duration
 	cc.ElectionTimeout = cfg.RaftTimeout.Duration
 	cc.SnapshotThreshold = cfg.SnapshotThreshold
@@ -335,7 +335,7 @@ Join another node (token valid %s):
 		},
 	}
 	addNodeFlags(c.Flags())
-	c.Flags().StringVar(&clusterName, "cluster-name", "raftmail", "name of the new cluster")
+	c.Flags().StringVar(&clusterName, "cluster-name", "raftmail", "name of the new cluster; also its authserv-id in Authentication-Results (your mail domain is a good choice)")
 	c.Flags().DurationVar(&tokenTTL, "token-ttl", 24*time.Hour, "validity of the first join token (0 = no expiry)")
 	return c
 }
