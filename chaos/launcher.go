@@ -38,6 +38,14 @@ type LaunchOptions struct {
 	// DiskLimitBytes, if not 0, puts each node's data on a file system of
 	// that size (for the disk-full scenario), where the backend can.
 	DiskLimitBytes int64
+	// DNSResolver is the DNS server (host:port) the nodes use for
+	// outbound delivery and mail authentication (serve --dns-resolver);
+	// "" = DeadResolver(), a loopback port where nothing listens: every
+	// lookup fails at once as a temporary error, so no chaos cluster ever
+	// sends mail out, inbound checks are temperrors that never reject,
+	// and mail to a remote recipient stays deferred in the outbound
+	// queue, where the read-back finds it.
+	DNSResolver string
 }
 
 // Cluster is a running cluster under test. Node names are those of

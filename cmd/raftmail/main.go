@@ -80,6 +80,7 @@ Look at it:        raftmail status`,
 		newQueueCmd(),
 		newDKIMCmd(),
 		newDNSCmd(),
+		newChaosCmd(),
 	)
 	return root
 }

@@ -1,0 +1,129 @@
+package chaos
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The CI smoke test of the chaos suite (make test runs it; -short skips
+// it): one short scenario that must pass, and the negative control that
+// must fail, so the checker is proven able to fail. Together they stay
+// under about two minutes on two cores, binary builds aside.
+
+// chaosTestTaggedBinary builds raftmail with build tags (once per tag set
+// per test process), next to the launcher tests' binaries.
+func chaosTestTaggedBinary(t *testing.T, tags string) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("runs real raftmail nodes: skipped with -short")
+	}
+	launchTestBinary(t, false) // makes the shared build directory
+	launchTestBuild.Lock()
+	defer launchTestBuild.Unlock()
+	flavour := "tags-" + tags
+	if bin, ok := launchTestBuild.bins[flavour]; ok {
+		return bin
+	}
+	bin := filepath.Join(launchTestBuild.dir, "raftmail-"+strings.ReplaceAll(flavour, ",", "-"))
+	start := time.Now()
+	cmd := exec.Command(launchTestGo(), "build", "-trimpath", "-tags", tags, "-o", bin, "github.com/raftmail/raftmail/cmd/raftmail")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build -tags %s: %v\n%s", tags, err, out)
+	}
+	t.Logf("built %s in %s", bin, time.Since(start).Round(time.Millisecond))
+	launchTestBuild.bins[flavour] = bin
+	return bin
+}
+
+// chaosTestRun runs one scenario on the process backend and returns its
+// run, logging its progress and summary line.
+func chaosTestRun(t *testing.T, bin, scenario string, d time.Duration) Run {
+	t.Helper()
+	dir := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	runs, err := RunScenarios(ctx, ProcessLauncher{}, RunOptions{
+		Scenarios:   []string{scenario},
+		Seed:        1,
+		Duration:    d,
+		ReportDir:   dir,
+		Binary:      bin,
+		RaftTimeout: 300 * time.Millisecond,
+		Logf:        t.Logf,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(runs) != 1 {
+		t.Fatalf("%d runs, want 1", len(runs))
+	}
+	for _, f := range []string{"report.html", "report.json", "summary.txt", scenario + ".history.jsonl"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Errorf("report: %v", err)
+		}
+	}
+	// The recorded history checks the same again.
+	f, err := os.Open(filepath.Join(dir, scenario+".history.jsonl"))
+	if err == nil {
+		h, err := ReadJSONL(f)
+		f.Close()
+		if err != nil {
+			t.Errorf("read the history back: %v", err)
+		} else if again := Summarize(h, Check(h)); again.Pass != runs[0].Summary.Pass || again.Acked != runs[0].Summary.Acked {
+			t.Errorf("the history read back summarizes as %q, the run as %q", again.Line(), runs[0].Summary.Line())
+		}
+	}
+	t.Log(SummaryLine(runs[0]))
+	return runs[0]
+}
+
+// TestScenarioSmoke: a follower killed and restarted under traffic; every
+// invariant holds.
+func TestScenarioSmoke(t *testing.T) {
+	bin := launchTestBinary(t, false)
+	run := chaosTestRun(t, bin, "kill-follower", 10*time.Second)
+	if SkipReason(run) != "" {
+		t.Fatalf("skipped: %s", SkipReason(run))
+	}
+	for _, r := range run.Results {
+		if !r.Pass {
+			t.Errorf("%s: %d violations: %v", r.Invariant, r.Violations, r.Examples)
+		}
+	}
+	s := run.Summary
+	if s.Acked == 0 || len(run.History.Faults) != 1 || run.History.Canary == nil || len(run.History.Final) != 3 {
+		t.Errorf("an incomplete run: %s, %d faults, canary %v, %d final states", s.Line(), len(run.History.Faults), run.History.Canary != nil, len(run.History.Final))
+	}
+}
+
+// TestNegativeControlAckEarly: a binary built with -tags chaos_ack_early
+// answers 250 before the commit; killing a node right after its 250 must
+// make no-lost-ack fail.
+func TestNegativeControlAckEarly(t *testing.T) {
+	bin := chaosTestTaggedBinary(t, "chaos_ack_early")
+	run := chaosTestRun(t, bin, "kill-after-250", 6*time.Second)
+	// Only local deliveries count here: a lost message in a mailbox is
+	// what the control must produce, whatever happens to remote mail.
+	h := run.History
+	h.Ops = nil
+	for _, op := range run.History.Ops {
+		if !op.Remote {
+			h.Ops = append(h.Ops, op)
+		}
+	}
+	for _, r := range Check(h) {
+		if r.Invariant == InvNoLostAck {
+			if r.Pass {
+				t.Fatalf("no-lost-ack passed on a build that acknowledges before the commit: %s", run.Summary.Line())
+			}
+			t.Logf("no-lost-ack failed as it must: %d violations, e.g. %v", r.Violations, r.Examples[:min(2, len(r.Examples))])
+			return
+		}
+	}
+	t.Fatalf("no %s result in %+v", InvNoLostAck, run.Results)
+}

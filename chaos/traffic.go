@@ -1,0 +1,773 @@
+package chaos
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+)
+
+// The message identity shared by the senders and the read-back.
+
+// ChaosHeader names the header that carries a message's chaos ID.
+const ChaosHeader = "X-Chaos-Id"
+
+// RemoteDomain is the recipient domain of remote sends: no cluster serves
+// it, so a message to it lands in the outbound queue. The local part is
+// "chaos-" followed by the chaos ID, so a queue entry names its message.
+const RemoteDomain = "remote.test"
+
+// BodyHash returns the hex SHA-256 of a message's body, as both the
+// senders (Op.BodyHash) and every read (Msg.BodyHash) define it: the bytes
+// after the first empty line of raw (the end of the header block), with
+// every line ending (CRLF, lone LF, lone CR) made CRLF and trailing empty
+// lines dropped, so that a non-empty body ends in exactly one CRLF. A
+// message without an empty line has an empty body. Headers the server
+// adds (Received, DKIM-Signature) and SMTP dot-stuffing therefore do not
+// change the hash.
+func BodyHash(raw []byte) string {
+	s := bytes.ReplaceAll(raw, []byte("\r\n"), []byte("\n"))
+	s = bytes.ReplaceAll(s, []byte("\r"), []byte("\n"))
+	var body []byte
+	switch {
+	case bytes.HasPrefix(s, []byte("\n")):
+		body = s[1:]
+	default:
+		if i := bytes.Index(s, []byte("\n\n")); i >= 0 {
+			body = s[i+2:]
+		}
+	}
+	body = bytes.TrimRight(body, "\n")
+	h := sha256.New()
+	if len(body) > 0 {
+		h.Write(bytes.ReplaceAll(body, []byte("\n"), []byte("\r\n")))
+		h.Write([]byte("\r\n"))
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// ChaosIDOf returns the value of raw's X-Chaos-Id header (unfolded and
+// trimmed), or "" if it has none.
+func ChaosIDOf(raw []byte) string {
+	s := strings.ReplaceAll(string(raw), "\r\n", "\n")
+	if i := strings.Index(s, "\n\n"); i >= 0 {
+		s = s[:i]
+	}
+	lines := strings.Split(s, "\n")
+	for i := 0; i < len(lines); i++ {
+		name, value, ok := strings.Cut(lines[i], ":")
+		if !ok || !strings.EqualFold(strings.TrimSpace(name), ChaosHeader) {
+			continue
+		}
+		for i+1 < len(lines) && (strings.HasPrefix(lines[i+1], " ") || strings.HasPrefix(lines[i+1], "\t")) {
+			i++
+			value += " " + strings.TrimSpace(lines[i])
+		}
+		return strings.TrimSpace(value)
+	}
+	return ""
+}
+
+// readMsg is what a read of one stored message yields.
+func readMsg(uid uint32, raw []byte) Msg {
+	return Msg{UID: uid, ChaosID: ChaosIDOf(raw), BodyHash: BodyHash(raw)}
+}
+
+// bodyAlphabet has no '.', so no body line needs dot-stuffing (the hash
+// would survive it anyway).
+const bodyAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/ "
+
+// buildMessage returns a message with the chaos header and a random body
+// of about size bytes in lines of 76 characters, and its BodyHash.
+func buildMessage(rng *rand.Rand, id, from, to string, size int) ([]byte, string) {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "From: <%s>\r\nTo: <%s>\r\nSubject: chaos %s\r\n", from, to, id)
+	fmt.Fprintf(&b, "Date: %s\r\nMessage-ID: <%s@chaos.test>\r\n", time.Now().Format(time.RFC1123Z), id)
+	fmt.Fprintf(&b, "%s: %s\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n", ChaosHeader, id)
+	line := make([]byte, 76)
+	for n := 0; n < size; n += len(line) + 2 {
+		for i := range line {
+			line[i] = bodyAlphabet[rng.IntN(len(bodyAlphabet))]
+		}
+		line[0] = 'x' // never a leading space or dot
+		b.Write(line)
+		b.WriteString("\r\n")
+	}
+	raw := b.Bytes()
+	return raw, BodyHash(raw)
+}
+
+// Account is a test account the traffic sends to and reads.
+type Account struct {
+	Address  string
+	Password string
+}
+
+// EventKind says what a client just went through; see Event.
+type EventKind int
+
+const (
+	// EventData: the server answered 354 to DATA; the client has not
+	// sent the message yet. It is "in DATA" until the final dot's reply.
+	EventData EventKind = iota + 1
+	// EventAck: the server answered 250 after DATA.
+	EventAck
+)
+
+func (k EventKind) String() string {
+	switch k {
+	case EventData:
+		return "data"
+	case EventAck:
+		return "ack"
+	}
+	return fmt.Sprintf("EventKind(%d)", int(k))
+}
+
+// Event is a moment in one SMTP send, reported to the observer so a
+// scenario can inject its fault at exactly that point (kill the node while
+// a client is in DATA, or right after it answered 250).
+type Event struct {
+	Kind    EventKind
+	Node    string
+	OpID    int64
+	ChaosID string
+}
+
+// TrafficConfig configures the traffic generators. Zero values are the
+// defaults named on each field.
+type TrafficConfig struct {
+	// Nodes the clients spread over. Required.
+	Nodes []NodeInfo
+	// Accounts receive mail and are read over IMAP; at least one. The
+	// submission senders log in as them.
+	Accounts []Account
+	// Senders is the number of concurrent SMTP senders; 0 = 3, <0 = none.
+	Senders int
+	// IMAPClients is the number of concurrent IMAP sessions; 0 = 2,
+	// <0 = none.
+	IMAPClients int
+	// Seed makes node, account and content choices reproducible.
+	Seed int64
+	// RoundRobin makes each client walk the nodes in turn instead of
+	// picking one at random for each operation.
+	RoundRobin bool
+	// SubmissionShare is the share of sends over submission (STARTTLS +
+	// AUTH PLAIN) rather than MX; 0 = 0.5, <0 = MX only.
+	SubmissionShare float64
+	// RemoteShare is the share of submission sends to a remote address
+	// (they land in the outbound queue); 0 = 0.1, <0 = none.
+	RemoteShare float64
+	// BodyBytes is the approximate body size; 0 = 1024.
+	BodyBytes int
+	// Timeout bounds every network step (connect, each command, the
+	// reply after DATA); 0 = 10s.
+	Timeout time.Duration
+	// Pause is each client's pause between operations; 0 = 20ms.
+	Pause time.Duration
+	// IDPrefix starts every chaos ID (lower-case letters, digits and
+	// '-'); "" = "c" and 6 hex digits derived from Seed.
+	IDPrefix string
+}
+
+func (cfg *TrafficConfig) defaults() error {
+	if len(cfg.Nodes) == 0 {
+		return errors.New("chaos: traffic: no nodes")
+	}
+	if len(cfg.Accounts) == 0 {
+		return errors.New("chaos: traffic: no accounts")
+	}
+	if cfg.Senders == 0 {
+		cfg.Senders = 3
+	}
+	if cfg.IMAPClients == 0 {
+		cfg.IMAPClients = 2
+	}
+	if cfg.SubmissionShare == 0 {
+		cfg.SubmissionShare = 0.5
+	}
+	if cfg.RemoteShare == 0 {
+		cfg.RemoteShare = 0.1
+	}
+	if cfg.BodyBytes == 0 {
+		cfg.BodyBytes = 1024
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = 10 * time.Second
+	}
+	if cfg.Pause == 0 {
+		cfg.Pause = 20 * time.Millisecond
+	}
+	if cfg.IDPrefix == "" {
+		cfg.IDPrefix = fmt.Sprintf("c%06x", uint64(cfg.Seed)*0x9E3779B97F4A7C15>>40)
+	}
+	return nil
+}
+
+// Traffic runs SMTP senders and IMAP sessions against a cluster and
+// records every operation in a Recorder. Client numbers: 0 is the
+// scenario itself (Send), 1..Senders the senders, then the IMAP sessions.
+type Traffic struct {
+	cfg     TrafficConfig
+	rec     *Recorder
+	ctx     context.Context // aborts operations in flight
+	cancel  context.CancelFunc
+	stop    chan struct{} // no new operations
+	stopped sync.Once
+	wg      sync.WaitGroup
+	seq     atomic.Int64
+	observe atomic.Pointer[func(Event)]
+	tls     *tls.Config
+
+	mu struct {
+		sync.Mutex
+		rng *rand.Rand // client 0's
+	}
+}
+
+// StartTraffic starts the clients; they run until Stop or until ctx ends
+// (which also aborts operations in flight, recording them as unknown).
+func StartTraffic(ctx context.Context, cfg TrafficConfig, rec *Recorder) (*Traffic, error) {
+	if err := cfg.defaults(); err != nil {
+		return nil, err
+	}
+	t := &Traffic{cfg: cfg, rec: rec, stop: make(chan struct{}),
+		tls: &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12}}
+	t.ctx, t.cancel = context.WithCancel(ctx)
+	t.mu.rng = t.rng(0)
+	for i := range max(cfg.Senders, 0) {
+		t.wg.Add(1)
+		go t.sender(i + 1)
+	}
+	for i := range max(cfg.IMAPClients, 0) {
+		t.wg.Add(1)
+		go t.imapSessions(max(cfg.Senders, 0) + i + 1)
+	}
+	return t, nil
+}
+
+// Stop lets every operation in flight finish (each is bounded by
+// Timeout), starts no new one, and returns when all clients are done.
+func (t *Traffic) Stop() {
+	t.stopped.Do(func() { close(t.stop) })
+	t.wg.Wait()
+	t.cancel()
+}
+
+// SetObserver makes f see every Event from now on (nil: none). f runs on
+// the client's goroutine, which waits for it: it may kill the node at
+// that exact point, but must not block for long.
+func (t *Traffic) SetObserver(f func(Event)) {
+	if f == nil {
+		t.observe.Store(nil)
+		return
+	}
+	t.observe.Store(&f)
+}
+
+func (t *Traffic) emit(ev Event) {
+	if f := t.observe.Load(); f != nil {
+		(*f)(ev)
+	}
+}
+
+// Send makes one send as client 0 to node over via ("mx" or
+// "submission"), records it, and returns it.
+func (t *Traffic) Send(ctx context.Context, node NodeInfo, via string) Op {
+	return t.record(t.sendOnce(ctx, node, via))
+}
+
+// sendOnce is Send without recording (End is stamped).
+func (t *Traffic) sendOnce(ctx context.Context, node NodeInfo, via string) Op {
+	t.mu.Lock()
+	seed := t.mu.rng.Uint64()
+	t.mu.Unlock()
+	return t.transact(ctx, 0, node, via, rand.New(rand.NewPCG(seed, 0)))
+}
+
+func (t *Traffic) rng(client int) *rand.Rand {
+	return rand.New(rand.NewPCG(uint64(t.cfg.Seed), uint64(client)*0x9E3779B97F4A7C15+1))
+}
+
+func (t *Traffic) stopping() bool {
+	select {
+	case <-t.stop:
+		return true
+	case <-t.ctx.Done():
+		return true
+	default:
+		return false
+	}
+}
+
+// sleep waits d unless the traffic stops first; it reports whether to go on.
+func (t *Traffic) sleep(d time.Duration) bool {
+	tm := time.NewTimer(d)
+	defer tm.Stop()
+	select {
+	case <-tm.C:
+		return true
+	case <-t.stop:
+		return false
+	case <-t.ctx.Done():
+		return false
+	}
+}
+
+// picker chooses nodes for one client.
+type picker struct {
+	nodes []NodeInfo
+	rr    bool
+	next  int
+}
+
+func (p *picker) pick(rng *rand.Rand) NodeInfo {
+	if p.rr {
+		n := p.nodes[p.next%len(p.nodes)]
+		p.next++
+		return n
+	}
+	return p.nodes[rng.IntN(len(p.nodes))]
+}
+
+func (t *Traffic) sender(client int) {
+	defer t.wg.Done()
+	rng := t.rng(client)
+	p := picker{nodes: t.cfg.Nodes, rr: t.cfg.RoundRobin, next: client}
+	for !t.stopping() {
+		via := "mx"
+		if t.cfg.SubmissionShare > 0 && rng.Float64() < t.cfg.SubmissionShare {
+			via = "submission"
+		}
+		op := t.send(t.ctx, client, p.pick(rng), via, rng)
+		pause := t.cfg.Pause
+		if op.Outcome != OK {
+			pause = max(pause, 100*time.Millisecond) // do not spin on a dead node
+		}
+		if !t.sleep(pause) {
+			return
+		}
+	}
+}
+
+// send makes one SMTP transaction and records it. Outcomes: OK on 250
+// after DATA; Fail on a 4xx/5xx reply to DATA or after it (Code set), or
+// on any failure before DATA (connect, greeting, TLS, AUTH, MAIL, RCPT:
+// no delivery is possible, Code 0, the reply in Detail); Unknown on a
+// timeout or dropped connection once DATA was sent. A sender whose node
+// refuses the connection tries the other nodes (see dial); Send does not.
+func (t *Traffic) send(ctx context.Context, client int, node NodeInfo, via string, rng *rand.Rand) Op {
+	return t.record(t.transact(ctx, client, node, via, rng))
+}
+
+// record records a send and then tells the observer of a 250.
+func (t *Traffic) record(op Op) Op {
+	t.rec.Finish(op)
+	if op.Outcome == OK {
+		t.emit(Event{Kind: EventAck, Node: op.Node, OpID: op.ID, ChaosID: op.ChaosID})
+	}
+	return op
+}
+
+// transact is send without recording; it stamps End.
+func (t *Traffic) transact(ctx context.Context, client int, node NodeInfo, via string, rng *rand.Rand) Op {
+	op := t.rec.Begin(OpSend, node.Name, client)
+	op.Via = via
+	op.ChaosID = fmt.Sprintf("%s-%d-%d", t.cfg.IDPrefix, client, t.seq.Add(1))
+	acct := t.cfg.Accounts[rng.IntN(len(t.cfg.Accounts))]
+	from, addr := "chaos-sender@outside.test", node.SMTP
+	op.Rcpt = acct.Address
+	if via == "submission" {
+		addr = node.Submission
+		sender := t.cfg.Accounts[rng.IntN(len(t.cfg.Accounts))]
+		from = sender.Address
+		if t.cfg.RemoteShare > 0 && rng.Float64() < t.cfg.RemoteShare {
+			op.Rcpt, op.Remote = "chaos-"+op.ChaosID+"@"+RemoteDomain, true
+		}
+	}
+	raw, hash := buildMessage(rng, op.ChaosID, from, op.Rcpt, t.cfg.BodyBytes)
+	op.BodyHash = hash
+	conn, err := t.dial(ctx, &op, node, addr, client != 0)
+	if err != nil {
+		op.Outcome, op.Detail = Fail, "before DATA: connect: "+err.Error()
+	} else {
+		t.deliver(ctx, &op, conn, via, from, raw)
+	}
+	op.End = time.Now()
+	return op
+}
+
+// dial connects to addr, node's MX or submission port. With fallback, a
+// refused connection makes it try the other nodes in turn, as a sending
+// MTA tries the next MX host (RFC 5321 §5.1): op.Node becomes the node
+// that took the connection, and op.Detail names the ones that refused.
+func (t *Traffic) dial(ctx context.Context, op *Op, node NodeInfo, addr string, fallback bool) (net.Conn, error) {
+	d := net.Dialer{Timeout: t.cfg.Timeout}
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err == nil || !fallback {
+		return conn, err
+	}
+	refused := []string{node.Name}
+	start := slices.IndexFunc(t.cfg.Nodes, func(n NodeInfo) bool { return n.Name == node.Name })
+	for i := 1; i < len(t.cfg.Nodes); i++ {
+		n := t.cfg.Nodes[(start+i+len(t.cfg.Nodes))%len(t.cfg.Nodes)]
+		a := n.SMTP
+		if op.Via == "submission" {
+			a = n.Submission
+		}
+		c, err2 := d.DialContext(ctx, "tcp", a)
+		if err2 == nil {
+			op.Node = n.Name
+			op.Detail = "(" + strings.Join(refused, ", ") + " refused the connection) "
+			return c, nil
+		}
+		refused = append(refused, n.Name)
+	}
+	return nil, err
+}
+
+func (t *Traffic) deliver(ctx context.Context, op *Op, conn net.Conn, via, from string, raw []byte) {
+	prefix := op.Detail // the nodes that refused, if any
+	defer func() {
+		if prefix != "" {
+			op.Detail = prefix + op.Detail
+		}
+	}()
+	before := func(stage string, err error) {
+		op.Outcome, op.Detail = Fail, "before DATA: "+stage+": "+err.Error()
+	}
+	defer context.AfterFunc(ctx, func() { conn.Close() })()
+	var c *smtp.Client
+	var err error
+	if via == "submission" {
+		c, err = smtp.NewClientStartTLS(conn, t.tls)
+		if err != nil {
+			conn.Close()
+			before("starttls", err)
+			return
+		}
+	} else {
+		c = smtp.NewClient(conn)
+	}
+	defer c.Close()
+	c.CommandTimeout, c.SubmissionTimeout = t.cfg.Timeout, t.cfg.Timeout
+	if via == "submission" {
+		sender := ""
+		for _, a := range t.cfg.Accounts {
+			if a.Address == from {
+				sender = a.Password
+			}
+		}
+		if err := c.Auth(sasl.NewPlainClient("", from, sender)); err != nil {
+			before("auth", err)
+			return
+		}
+	} else if err := c.Hello("chaos.test"); err != nil {
+		before("ehlo", err)
+		return
+	}
+	if err := c.Mail(from, nil); err != nil {
+		before("mail", err)
+		return
+	}
+	if err := c.Rcpt(op.Rcpt, nil); err != nil {
+		before("rcpt", err)
+		return
+	}
+	w, err := c.Data()
+	if err != nil {
+		var se *smtp.SMTPError
+		if errors.As(err, &se) {
+			op.Outcome, op.Code, op.Detail = Fail, se.Code, "DATA: "+err.Error()
+			return
+		}
+		op.Outcome, op.Detail = Unknown, "DATA: "+err.Error()
+		return
+	}
+	t.emit(Event{Kind: EventData, Node: op.Node, OpID: op.ID, ChaosID: op.ChaosID})
+	// go-smtp sets no deadline while the message is written.
+	_ = conn.SetDeadline(time.Now().Add(t.cfg.Timeout))
+	if _, err := w.Write(raw); err != nil {
+		op.Outcome, op.Detail = Unknown, "writing the message: "+err.Error()
+		return
+	}
+	resp, err := w.CloseWithResponse()
+	if err != nil {
+		var se *smtp.SMTPError
+		if errors.As(err, &se) {
+			op.Outcome, op.Code, op.Detail = Fail, se.Code, err.Error()
+			return
+		}
+		op.Outcome, op.Detail = Unknown, "after DATA: "+err.Error()
+		return
+	}
+	op.Outcome, op.Code, op.Detail = OK, 250, "250 "+resp.StatusText
+	_ = c.Quit()
+}
+
+// QueueIDOf returns the queue ID of a "250 ... queued as ID" reply as
+// recorded in Op.Detail, or "".
+func QueueIDOf(detail string) string {
+	_, id, ok := strings.Cut(detail, "queued as ")
+	if !ok {
+		return ""
+	}
+	if f := strings.Fields(id); len(f) > 0 {
+		return f[0]
+	}
+	return ""
+}
+
+// IMAP sessions.
+
+// imapConn is one logged-in IMAP session with a deadline on each command.
+type imapConn struct {
+	c       *imapclient.Client
+	conn    net.Conn
+	timeout time.Duration
+}
+
+// dialIMAP connects to node's IMAPS and logs in.
+func dialIMAP(ctx context.Context, addr string, acct Account, tlsCfg *tls.Config, timeout time.Duration) (*imapConn, error) {
+	d := tls.Dialer{NetDialer: &net.Dialer{Timeout: timeout}, Config: tlsCfg}
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("connect: %w", err)
+	}
+	ic := &imapConn{c: imapclient.New(conn, nil), conn: conn, timeout: timeout}
+	if err := ic.do(func() error { return ic.c.WaitGreeting() }); err != nil {
+		ic.close()
+		return nil, fmt.Errorf("greeting: %w", err)
+	}
+	if err := ic.do(func() error { return ic.c.Login(acct.Address, acct.Password).Wait() }); err != nil {
+		ic.close()
+		return nil, fmt.Errorf("login: %w", err)
+	}
+	return ic, nil
+}
+
+// do runs one command under the deadline.
+func (ic *imapConn) do(f func() error) error {
+	_ = ic.conn.SetDeadline(time.Now().Add(ic.timeout))
+	err := f()
+	_ = ic.conn.SetDeadline(time.Time{})
+	return err
+}
+
+func (ic *imapConn) close() {
+	_ = ic.conn.SetDeadline(time.Now().Add(time.Second))
+	_ = ic.c.Logout().Wait()
+	_ = ic.c.Close()
+}
+
+// selectAndFetch selects (or examines) mailbox and reads every message
+// below the UIDNEXT it reported, so that every UID in Seen is below
+// UIDNext. It fills op's mailbox fields and Seen.
+func (ic *imapConn) selectAndFetch(op *Op, mailbox string, readOnly bool) error {
+	op.Mailbox = mailbox
+	var sd *imap.SelectData
+	err := ic.do(func() (err error) {
+		sd, err = ic.c.Select(mailbox, &imap.SelectOptions{ReadOnly: readOnly}).Wait()
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("select %s: %w", mailbox, err)
+	}
+	op.UIDValidity, op.UIDNext = sd.UIDValidity, uint32(sd.UIDNext)
+	if sd.UIDNext <= 1 {
+		return nil
+	}
+	var set imap.UIDSet
+	set.AddRange(1, sd.UIDNext-1)
+	section := &imap.FetchItemBodySection{Peek: true}
+	var msgs []*imapclient.FetchMessageBuffer
+	err = ic.do(func() (err error) {
+		msgs, err = ic.c.Fetch(set, &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{section}}).Collect()
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("fetch %s: %w", mailbox, err)
+	}
+	for _, m := range msgs {
+		if m.UID == 0 {
+			continue
+		}
+		op.Seen = append(op.Seen, readMsg(uint32(m.UID), m.FindBodySection(section)))
+	}
+	slices.SortFunc(op.Seen, func(a, b Msg) int { return int(a.UID) - int(b.UID) })
+	return nil
+}
+
+// imapOutcome classifies a command's error: a NO or BAD is a refusal,
+// anything else (timeout, dropped connection) leaves it unknown.
+func imapOutcome(err error) Outcome {
+	if err == nil {
+		return OK
+	}
+	var ie *imap.Error
+	if errors.As(err, &ie) {
+		return Fail
+	}
+	return Unknown
+}
+
+// imapSessions runs sessions one after the other: each on a node and
+// account of its own, a few rounds of read, flag, expunge and move.
+func (t *Traffic) imapSessions(client int) {
+	defer t.wg.Done()
+	rng := t.rng(client)
+	p := picker{nodes: t.cfg.Nodes, rr: t.cfg.RoundRobin, next: client}
+	for !t.stopping() {
+		node := p.pick(rng)
+		acct := t.cfg.Accounts[rng.IntN(len(t.cfg.Accounts))]
+		ok := t.imapSession(client, node, acct, rng)
+		pause := t.cfg.Pause
+		if !ok {
+			pause = max(pause, 100*time.Millisecond)
+		}
+		if !t.sleep(pause) {
+			return
+		}
+	}
+}
+
+// imapSession runs one session; it reports whether it got to log in.
+func (t *Traffic) imapSession(client int, node NodeInfo, acct Account, rng *rand.Rand) bool {
+	start := t.rec.Begin(OpFetch, node.Name, client)
+	ic, err := dialIMAP(t.ctx, node.IMAPS, acct, t.tls, t.cfg.Timeout)
+	if err != nil {
+		// Recorded as a failed read: what a mail client would see.
+		start.Account, start.Mailbox, start.Outcome, start.Detail = acct.Address, "INBOX", imapOutcome(err), err.Error()
+		if start.Outcome == Unknown {
+			start.Outcome = Fail // nothing was changed by a failed login
+		}
+		t.rec.Finish(start)
+		return false
+	}
+	defer ic.close()
+	defer context.AfterFunc(t.ctx, func() { ic.conn.Close() })()
+	for round := 0; round < 3 && !t.stopping(); round++ {
+		mailbox := "INBOX"
+		if rng.IntN(5) == 0 {
+			mailbox = "Archive"
+		}
+		var op Op
+		if round == 0 {
+			op = start // the session's first read starts at the connect
+		} else {
+			op = t.rec.Begin(OpFetch, node.Name, client)
+		}
+		op.Account = acct.Address
+		err := ic.selectAndFetch(&op, mailbox, false)
+		op.Outcome = imapOutcome(err)
+		if err != nil {
+			op.Detail = err.Error()
+		}
+		t.rec.Finish(op)
+		if err != nil {
+			return true
+		}
+		if !t.mutate(ic, client, node, acct, op, rng) {
+			return true
+		}
+		if !t.sleep(t.cfg.Pause) {
+			return true
+		}
+	}
+	return true
+}
+
+// mutate changes a few of the messages op saw: flags on up to two, an
+// expunge of one now and then, a move of one to Archive now and then. It
+// reports whether the session is still usable.
+func (t *Traffic) mutate(ic *imapConn, client int, node NodeInfo, acct Account, read Op, rng *rand.Rand) bool {
+	if len(read.Seen) == 0 {
+		return true
+	}
+	pick := func(n int) []uint32 {
+		var out []uint32
+		for _, i := range rng.Perm(len(read.Seen))[:min(n, len(read.Seen))] {
+			out = append(out, read.Seen[i].UID)
+		}
+		slices.Sort(out)
+		return out
+	}
+	begin := func(kind string, uids []uint32) Op {
+		op := t.rec.Begin(kind, node.Name, client)
+		op.Account, op.Mailbox, op.UIDValidity, op.UIDs = acct.Address, read.Mailbox, read.UIDValidity, uids
+		return op
+	}
+	uidSet := func(uids []uint32) imap.UIDSet {
+		var s imap.UIDSet
+		for _, u := range uids {
+			s.AddNum(imap.UID(u))
+		}
+		return s
+	}
+	finish := func(op Op, err error) bool {
+		op.Outcome = imapOutcome(err)
+		if err != nil {
+			op.Detail = err.Error()
+		}
+		t.rec.Finish(op)
+		return op.Outcome != Unknown
+	}
+
+	uids := pick(1 + rng.IntN(2))
+	op := begin(OpStore, uids)
+	flag := []imap.Flag{imap.FlagFlagged, imap.FlagSeen, imap.FlagAnswered}[rng.IntN(3)]
+	storeOp := imap.StoreFlagsAdd
+	if rng.IntN(2) == 0 {
+		storeOp = imap.StoreFlagsDel
+	}
+	op.Detail = fmt.Sprintf("%s %s", map[imap.StoreFlagsOp]string{imap.StoreFlagsAdd: "+FLAGS", imap.StoreFlagsDel: "-FLAGS"}[storeOp], flag)
+	err := ic.do(func() error {
+		return ic.c.Store(uidSet(uids), &imap.StoreFlags{Op: storeOp, Silent: true, Flags: []imap.Flag{flag}}, nil).Close()
+	})
+	if !finish(op, err) {
+		return false
+	}
+
+	if rng.IntN(4) == 0 {
+		uids := pick(1)
+		op := begin(OpExpunge, uids)
+		err := ic.do(func() error {
+			if err := ic.c.Store(uidSet(uids), &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagDeleted}}, nil).Close(); err != nil {
+				return err
+			}
+			return ic.c.UIDExpunge(uidSet(uids)).Close()
+		})
+		if !finish(op, err) {
+			return false
+		}
+	}
+
+	if read.Mailbox == "INBOX" && rng.IntN(4) == 0 {
+		uids := pick(1)
+		op := begin(OpMove, uids)
+		op.Target = "Archive"
+		err := ic.do(func() error {
+			_, err := ic.c.Move(uidSet(uids), "Archive").Wait()
+			return err
+		})
+		if !finish(op, err) {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,174 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/raftmail/raftmail/chaos"
+)
+
+func newChaosCmd() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "chaos",
+		Short: "Run the chaos suite: faults under mail traffic, then a check of what every node holds",
+		Args:  exactArgs(0, "a subcommand (run)"),
+		RunE:  func(cmd *cobra.Command, args []string) error { return cmd.Help() },
+	}
+	c.AddCommand(newChaosRunCmd())
+	return c
+}
+
+// chaosScenarioList is the scenarios, one per line, for --help.
+func chaosScenarioList() string {
+	var b strings.Builder
+	tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
+	for _, s := range chaos.Scenarios() {
+		note := ""
+		if s.Needs&chaos.NeedPartition != 0 {
+			note = " [docker]"
+		}
+		if s.Needs&chaos.NeedDisk != 0 {
+			note = " [root or docker]"
+		}
+		fmt.Fprintf(tw, "  %s\t%s%s\n", s.Name, s.Doc, note)
+	}
+	tw.Flush()
+	return b.String()
+}
+
+func newChaosRunCmd() *cobra.Command {
+	var (
+		backend, scenarios, report, binary string
+		seed                               int64
+		duration, raftTimeout              time.Duration
+		nodes                              int
+		quiet                              bool
+	)
+	c := &cobra.Command{
+		Use:   "run",
+		Short: "Run chaos scenarios against a fresh local or Docker cluster each",
+		Long: `Run chaos scenarios. Each scenario starts a fresh cluster (local processes on
+127.0.0.1, or Docker containers), creates test accounts, runs SMTP senders (MX
+and submission) and IMAP sessions against every node, injects one fault, heals
+it, sends a canary message, reads back every mailbox and the outbound queue of
+every node, and checks DESIGN.md's promise: no acknowledged message lost, no
+phantom, duplicates counted, stable UIDs, convergence.
+
+Scenarios:
+` + chaosScenarioList() + `
+A scenario the backend cannot run is reported as SKIP, not as a failure.
+It prints one summary line per scenario and writes the report (report.html,
+report.json, summary.txt, one history per scenario, each cluster's data and
+logs) to the --report directory. It exits 1 if any scenario fails.`,
+		Example: `  raftmail chaos run --scenarios kill-follower,kill-after-250 --duration 15s
+  raftmail chaos run --backend docker --scenarios partition-leader --seed 42`,
+		Args: exactArgs(0, "no arguments (choose scenarios with --scenarios)"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var names []string
+			if scenarios != "" && scenarios != "all" {
+				for _, n := range strings.Split(scenarios, ",") {
+					if n = strings.TrimSpace(n); n != "" {
+						names = append(names, n)
+					}
+				}
+				known := chaos.ScenarioNames()
+				for _, n := range names {
+					if !slices.Contains(known, n) {
+						return usagef(cmd, "unknown scenario %q (known: %s)", n, strings.Join(known, ", "))
+					}
+				}
+			}
+			if duration < 2*time.Second {
+				return usagef(cmd, "--duration %s is too short: give at least 2s of traffic per scenario", duration)
+			}
+			if nodes < 3 {
+				return usagef(cmd, "--nodes %d: a fault needs at least 3 nodes", nodes)
+			}
+			stderr := cmd.ErrOrStderr()
+			logf := func(format string, args ...any) {
+				fmt.Fprintf(stderr, "%s %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
+			}
+			if quiet {
+				logf = func(string, ...any) {}
+			}
+			var l chaos.Launcher
+			switch backend {
+			case "process":
+				l = chaos.ProcessLauncher{Logf: logf}
+			case "docker":
+				l = chaos.DockerLauncher{Logf: logf}
+			default:
+				return usagef(cmd, "--backend %q: want process or docker", backend)
+			}
+			if binary != "" {
+				if _, err := os.Stat(binary); err != nil {
+					return usagef(cmd, "--binary: %v", err)
+				}
+			}
+			dir, err := filepath.Abs(report)
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			runs, err := chaos.RunScenarios(ctx, l, chaos.RunOptions{
+				Scenarios:   names,
+				Seed:        seed,
+				Duration:    duration,
+				ReportDir:   dir,
+				Binary:      binary,
+				Nodes:       nodes,
+				RaftTimeout: raftTimeout,
+				Logf:        logf,
+			})
+			return chaosResult(cmd.OutOrStdout(), runs, dir, err)
+		},
+	}
+	fs := c.Flags()
+	fs.StringVar(&backend, "backend", "process", "where the nodes run: process (local processes on 127.0.0.1) or docker")
+	fs.StringVar(&scenarios, "scenarios", "all", "comma-separated scenarios to run (see the list above)")
+	fs.Int64Var(&seed, "seed", 0, "seed of the traffic's choices, to reproduce a run (0 = from the clock; printed in each summary line)")
+	fs.DurationVar(&duration, "duration", 20*time.Second, "traffic time per scenario: warm-up, fault, and after healing")
+	fs.StringVar(&report, "report", "chaos-report", "directory for the report and each cluster's data and logs")
+	fs.StringVar(&binary, "binary", "", "raftmail binary the nodes run (default: this one)")
+	fs.IntVar(&nodes, "nodes", 3, "cluster size")
+	fs.DurationVar(&raftTimeout, "raft-timeout", 0, "Raft heartbeat and election timeout of the nodes (default: theirs, 500ms)")
+	fs.BoolVarP(&quiet, "quiet", "q", false, "print only the summary lines, not the progress")
+	return c
+}
+
+// chaosResult prints one line per scenario and where the report is, and
+// turns failures into the command's error (exit status 1).
+func chaosResult(w io.Writer, runs []chaos.Run, dir string, err error) error {
+	failed := 0
+	for _, r := range runs {
+		fmt.Fprintln(w, chaos.SummaryLine(r))
+		if chaos.SkipReason(r) == "" && !r.Summary.Pass {
+			failed++
+		}
+	}
+	if len(runs) > 0 {
+		fmt.Fprintf(w, "Report: %s (summary.txt, report.json, one history per scenario; cluster logs under <scenario>/cluster)\n", filepath.Join(dir, "report.html"))
+	}
+	switch {
+	case errors.Is(err, context.Canceled):
+		return fmt.Errorf("chaos: interrupted after %d scenario(s)", len(runs))
+	case err != nil:
+		return err
+	case failed > 0:
+		return fmt.Errorf("chaos: %d of %d scenario(s) failed", failed, len(runs))
+	}
+	return nil
+}
