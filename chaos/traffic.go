@@ -604,10 +604,14 @@ func (ic *imapConn) selectAndFetch(op *Op, mailbox string, readOnly bool) error 
 		return fmt.Errorf("fetch %s: %w", mailbox, err)
 	}
 	for _, m := range msgs {
-		if m.UID == 0 {
+		body := m.FindBodySection(section)
+		if m.UID == 0 || body == nil {
+			// A FETCH without the body is an unsolicited flag update
+			// (another session changed flags meanwhile), not the
+			// message read.
 			continue
 		}
-		op.Seen = append(op.Seen, readMsg(uint32(m.UID), m.FindBodySection(section)))
+		op.Seen = append(op.Seen, readMsg(uint32(m.UID), body))
 	}
 	slices.SortFunc(op.Seen, func(a, b Msg) int { return int(a.UID) - int(b.UID) })
 	return nil
