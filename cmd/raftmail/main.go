@@ -81,6 +81,7 @@ Look at it:        raftmail status`,
 		newDKIMCmd(),
 		newDNSCmd(),
 		newChaosCmd(),
+		newBenchCmd(),
 	)
 	return root
 }

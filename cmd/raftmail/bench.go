@@ -1,0 +1,351 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/raftmail/raftmail/bench"
+)
+
+// newBenchCmd is `raftmail bench`: the load generator of package bench,
+// usable against any SMTP, IMAP or POP3 server.
+func newBenchCmd() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "bench",
+		Short: "Load-test any SMTP, IMAP or POP3 server (Raftmail or not)",
+		Long: `Load generators for mail servers, like redis-benchmark or pgbench:
+
+  raftmail bench smtp --addr 127.0.0.1:25 --to user@example.test --messages 2000 --size 10KiB --concurrency 16
+  raftmail bench imap --addr 127.0.0.1:993 --tls --tls-insecure --user U --pass P
+  raftmail bench visibility --send 127.0.0.1:25 --idle 127.0.0.1:143 --user U --pass P --messages 200
+  raftmail bench pop3 --addr 127.0.0.1:110 --user U --pass P
+
+Progress goes to stderr (a bar on a terminal, a line a second otherwise);
+figures to stdout, as text or with --json. scripts/bench-peers.sh (make
+bench-peers) runs them against Postfix + Dovecot and a Raftmail cluster.`,
+	}
+	c.AddCommand(newBenchSMTPCmd(), newBenchIMAPCmd(), newBenchVisibilityCmd(), newBenchPOP3Cmd(), newBenchReportCmd())
+	return c
+}
+
+// benchCommon are the flags every workload has.
+type benchCommon struct {
+	json     bool
+	quiet    bool
+	insecure bool
+	timeout  time.Duration
+}
+
+func (b *benchCommon) add(c *cobra.Command) {
+	c.Flags().BoolVar(&b.json, "json", false, "print the result as JSON")
+	c.Flags().BoolVar(&b.quiet, "quiet", false, "no progress on stderr")
+	c.Flags().BoolVar(&b.insecure, "tls-insecure", false, "do not verify the server's certificate (self-signed servers)")
+	c.Flags().DurationVar(&b.timeout, "timeout", bench.DefaultTimeout, "bound on each wait for a reply")
+}
+
+func (b *benchCommon) progress() *bench.Progress {
+	if b.quiet {
+		return nil
+	}
+	return &bench.Progress{W: os.Stderr, TTY: bench.IsTerminal(os.Stderr)}
+}
+
+// benchContext is cancelled by SIGINT and SIGTERM.
+func benchContext(cmd *cobra.Command) (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+}
+
+func requireFlags(cmd *cobra.Command, names ...string) error {
+	for _, n := range names {
+		if !cmd.Flags().Changed(n) {
+			return usagef(cmd, "--%s is required", n)
+		}
+	}
+	return nil
+}
+
+func newBenchSMTPCmd() *cobra.Command {
+	var (
+		b    benchCommon
+		cfg  bench.SMTPConfig
+		size string
+	)
+	c := &cobra.Command{
+		Use:   "smtp",
+		Short: "Send messages over SMTP and measure the accept rate and the latency of the final reply",
+		Long: `Sends --messages messages of --size bytes (headers included) over --concurrency
+connections, connection i to the i-th --addr (round robin), each sending in a
+loop with RSET between messages. Latency runs from the last write of the
+final "." to the server's reply. Failures are counted by reply code ("conn":
+the connection broke), never retried. Every 100th message contains the word
+"` + bench.SearchWord + `" (for bench imap's SEARCH TEXT).
+
+MX (default): no AUTH, envelope sender ` + bench.DefaultFrom + `.
+--submission: STARTTLS (or --tls) then AUTH PLAIN as --user.`,
+		Args: exactArgs(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := requireFlags(cmd, "addr"); err != nil {
+				return err
+			}
+			n, err := bench.ParseSize(size)
+			if err != nil {
+				return usagef(cmd, "--size: %v", err)
+			}
+			cfg.Size, cfg.Timeout, cfg.TLSInsecure, cfg.Progress = n, b.timeout, b.insecure, b.progress()
+			ctx, cancel := benchContext(cmd)
+			defer cancel()
+			r, err := bench.RunSMTP(ctx, cfg)
+			if err != nil {
+				return err
+			}
+			if b.json {
+				return printJSON(cmd.OutOrStdout(), r)
+			}
+			w := cmd.OutOrStdout()
+			fmt.Fprintf(w, "SMTP %s: %d messages of %d bytes, concurrency %d\n", strings.Join(r.Addrs, ","), r.Messages, r.Size, r.Concurrency)
+			fmt.Fprintf(w, "accepted  %d in %.2fs: %.1f msgs/s, %.1f MB/s\n", r.Accepted, r.Elapsed, r.Rate, r.MBps)
+			printLatency(w, `"." → reply`, r.Latency)
+			printErrors(w, r.Errors)
+			return nil
+		},
+	}
+	f := c.Flags()
+	f.StringArrayVar(&cfg.Addrs, "addr", nil, "server host:port (repeat to spread connections over several servers)")
+	f.BoolVar(&cfg.Submission, "submission", false, "authenticate (STARTTLS unless --tls, then AUTH PLAIN)")
+	f.StringVar(&cfg.User, "user", "", "login for --submission (also the default --to)")
+	f.StringVar(&cfg.Pass, "pass", "", "password for --submission")
+	f.BoolVar(&cfg.TLS, "tls", false, "implicit TLS (port 465)")
+	f.BoolVar(&cfg.StartTLS, "starttls", false, "upgrade with STARTTLS (implied by --submission)")
+	f.IntVar(&cfg.Messages, "messages", 1000, "messages to send")
+	f.StringVar(&size, "size", "10KiB", "size of each message (bytes, or e.g. 10KiB, 1MiB)")
+	f.IntVar(&cfg.Concurrency, "concurrency", 1, "connections sending at once")
+	f.StringVar(&cfg.To, "to", "", "recipient (default --user)")
+	f.StringVar(&cfg.From, "from", "", "envelope sender (default "+bench.DefaultFrom+", or --user with --submission)")
+	b.add(c)
+	return c
+}
+
+func newBenchIMAPCmd() *cobra.Command {
+	var (
+		b   benchCommon
+		cfg bench.IMAPConfig
+	)
+	c := &cobra.Command{
+		Use:   "imap",
+		Short: "Time LOGIN, SELECT, UID FETCH 1:* (bodies, headers, flags), SEARCH TEXT and STORE on a mailbox",
+		Long: `Logs in, selects the mailbox, then times each on its own: UID FETCH 1:*
+BODY.PEEK[], BODY.PEEK[HEADER] and FLAGS; SEARCH TEXT --search; UID STORE 1:*
++FLAGS.SILENT (\Seen). Every message of the mailbox ends up \Seen.`,
+		Args: exactArgs(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := requireFlags(cmd, "addr", "user", "pass"); err != nil {
+				return err
+			}
+			cfg.Timeout, cfg.TLSInsecure = b.timeout, b.insecure
+			ctx, cancel := benchContext(cmd)
+			defer cancel()
+			r, err := bench.RunIMAP(ctx, cfg)
+			if err != nil {
+				return err
+			}
+			if b.json {
+				return printJSON(cmd.OutOrStdout(), r)
+			}
+			w := cmd.OutOrStdout()
+			fmt.Fprintf(w, "IMAP %s: %d messages, SEARCH TEXT %d hits\n", r.Addr, r.Messages, r.SearchHits)
+			printSteps(w, r.Steps)
+			return nil
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&cfg.Addr, "addr", "", "server host:port")
+	f.BoolVar(&cfg.TLS, "tls", false, "implicit TLS (IMAPS)")
+	f.BoolVar(&cfg.StartTLS, "starttls", false, "upgrade with STARTTLS")
+	f.StringVar(&cfg.User, "user", "", "login")
+	f.StringVar(&cfg.Pass, "pass", "", "password")
+	f.StringVar(&cfg.Mailbox, "mailbox", "INBOX", "mailbox to select")
+	f.StringVar(&cfg.Search, "search", bench.SearchWord, "word for SEARCH TEXT")
+	b.add(c)
+	return c
+}
+
+func newBenchVisibilityCmd() *cobra.Command {
+	var (
+		b    benchCommon
+		cfg  bench.VisibilityConfig
+		size string
+	)
+	c := &cobra.Command{
+		Use:   "visibility",
+		Short: "Send through one server, IDLE on another: latency from 250 to EXISTS",
+		Long: `IDLEs on --idle's INBOX and sends --messages messages one at a time over SMTP
+through --send, waiting for each to be announced (EXISTS) before the next; the
+latency is from the 250 to the EXISTS. --send and --idle may be the same
+server or two nodes of a cluster.`,
+		Args: exactArgs(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := requireFlags(cmd, "send", "idle", "user", "pass"); err != nil {
+				return err
+			}
+			n, err := bench.ParseSize(size)
+			if err != nil {
+				return usagef(cmd, "--size: %v", err)
+			}
+			cfg.Size, cfg.Timeout, cfg.TLSInsecure, cfg.Progress = n, b.timeout, b.insecure, b.progress()
+			ctx, cancel := benchContext(cmd)
+			defer cancel()
+			r, err := bench.RunVisibility(ctx, cfg)
+			if err != nil {
+				return err
+			}
+			if b.json {
+				return printJSON(cmd.OutOrStdout(), r)
+			}
+			w := cmd.OutOrStdout()
+			fmt.Fprintf(w, "visibility: SMTP %s → IMAP IDLE %s, %d messages\n", r.Send, r.Idle, r.Messages)
+			printLatency(w, "250 → EXISTS", r.Latency)
+			return nil
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&cfg.SendAddr, "send", "", "SMTP server host:port to send through")
+	f.BoolVar(&cfg.Submission, "submission", false, "send with STARTTLS + AUTH as --user")
+	f.BoolVar(&cfg.SendTLS, "send-tls", false, "implicit TLS for SMTP")
+	f.StringVar(&cfg.IdleAddr, "idle", "", "IMAP server host:port to IDLE on")
+	f.BoolVar(&cfg.IdleTLS, "tls", false, "implicit TLS for IMAP (IMAPS)")
+	f.BoolVar(&cfg.IdleStartTLS, "starttls", false, "STARTTLS for IMAP")
+	f.StringVar(&cfg.User, "user", "", "IMAP login (and the default --to)")
+	f.StringVar(&cfg.Pass, "pass", "", "password")
+	f.StringVar(&cfg.To, "to", "", "recipient (default --user)")
+	f.StringVar(&cfg.From, "from", "", "envelope sender (default "+bench.DefaultFrom+")")
+	f.IntVar(&cfg.Messages, "messages", 200, "messages to send, one at a time")
+	f.StringVar(&size, "size", "4KiB", "size of each message")
+	b.add(c)
+	return c
+}
+
+func newBenchPOP3Cmd() *cobra.Command {
+	var (
+		b   benchCommon
+		cfg bench.POP3Config
+	)
+	c := &cobra.Command{
+		Use:   "pop3",
+		Short: "Time POP3 login, STAT, UIDL and RETR of every message (nothing is deleted)",
+		Args:  exactArgs(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := requireFlags(cmd, "addr", "user", "pass"); err != nil {
+				return err
+			}
+			cfg.Timeout, cfg.TLSInsecure, cfg.Progress = b.timeout, b.insecure, b.progress()
+			ctx, cancel := benchContext(cmd)
+			defer cancel()
+			r, err := bench.RunPOP3(ctx, cfg)
+			if err != nil {
+				return err
+			}
+			if b.json {
+				return printJSON(cmd.OutOrStdout(), r)
+			}
+			w := cmd.OutOrStdout()
+			fmt.Fprintf(w, "POP3 %s: %d messages, %d bytes retrieved\n", r.Addr, r.Messages, r.Bytes)
+			printSteps(w, r.Steps)
+			return nil
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&cfg.Addr, "addr", "", "server host:port")
+	f.BoolVar(&cfg.TLS, "tls", false, "implicit TLS (POP3S)")
+	f.BoolVar(&cfg.StartTLS, "starttls", false, "upgrade with STLS")
+	f.StringVar(&cfg.User, "user", "", "login")
+	f.StringVar(&cfg.Pass, "pass", "", "password")
+	b.add(c)
+	return c
+}
+
+func newBenchReportCmd() *cobra.Command {
+	var cfg bench.ReportConfig
+	c := &cobra.Command{
+		Use:   "report",
+		Short: "Write the side-by-side section of docs/benchmarks.md and its SVG chart from bench-peers results",
+		Long: `Reads the results directory written by scripts/bench-peers.sh
+(workloads.tsv, and <workload>/<a|b>-<round>.json from bench --json), takes the
+median of each figure over the rounds, and writes the side-by-side table with
+the B ÷ A ratio into --doc (between the bench-peers markers, appended if they
+are missing) and a grouped bar chart into --svg.`,
+		Args: exactArgs(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := requireFlags(cmd, "results"); err != nil {
+				return err
+			}
+			rep, err := bench.LoadReport(cfg)
+			if err != nil {
+				return err
+			}
+			if cfg.Doc != "" {
+				if err := rep.WriteDoc(cfg.Doc); err != nil {
+					return err
+				}
+			}
+			if cfg.SVG != "" {
+				if err := os.WriteFile(cfg.SVG, rep.SVG(), 0o644); err != nil {
+					return fmt.Errorf("write chart: %w", err)
+				}
+			}
+			_, err = io.WriteString(cmd.OutOrStdout(), rep.Table())
+			return err
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&cfg.Results, "results", "", "results directory of scripts/bench-peers.sh")
+	f.StringVar(&cfg.Doc, "doc", "", "markdown file to write the section into (e.g. docs/benchmarks.md)")
+	f.StringVar(&cfg.SVG, "svg", "", "SVG chart to write (e.g. docs/bench-peers.svg)")
+	f.StringVar(&cfg.SVGLink, "svg-link", "bench-peers.svg", "how the doc links the chart")
+	f.StringVar(&cfg.NameA, "name-a", "Postfix + Dovecot", "name of server A")
+	f.StringVar(&cfg.NameB, "name-b", "Raftmail (3 nodes)", "name of server B")
+	f.StringVar(&cfg.Notes, "notes", "", "file with markdown to put under the table")
+	return c
+}
+
+func printLatency(w io.Writer, what string, l bench.Latency) {
+	fmt.Fprintf(w, "latency   %s: p50 %.1f ms, p90 %.1f ms, p99 %.1f ms, max %.1f ms (%d samples)\n", what, l.P50, l.P90, l.P99, l.Max, l.Count)
+}
+
+func printErrors(w io.Writer, errs map[string]int) {
+	if len(errs) == 0 {
+		fmt.Fprintln(w, "errors    none")
+		return
+	}
+	codes := make([]string, 0, len(errs))
+	for c := range errs {
+		codes = append(codes, c)
+	}
+	sort.Strings(codes)
+	var parts []string
+	for _, c := range codes {
+		parts = append(parts, fmt.Sprintf("%s × %d", c, errs[c]))
+	}
+	fmt.Fprintf(w, "errors    %s\n", strings.Join(parts, ", "))
+}
+
+func printSteps(w io.Writer, steps []bench.Step) {
+	for _, s := range steps {
+		line := fmt.Sprintf("%-14s %9.1f ms", s.Name, s.Ms)
+		if s.Messages > 0 {
+			line += fmt.Sprintf("  %d messages", s.Messages)
+		}
+		if s.Bytes > 0 {
+			line += fmt.Sprintf("  %.1f MB, %.1f MB/s", float64(s.Bytes)/1e6, s.MBps)
+		}
+		fmt.Fprintln(w, line)
+	}
+}
