@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -99,6 +100,14 @@ func NewAdmin(cfg AdminConfig) (*Admin, error) {
 	v1.HandleFunc("DELETE /v1/queue/{id}", a.queueDelete)
 	v1.HandleFunc("POST /v1/queue/{id}/{op}", a.queueOp)
 	v1.HandleFunc("POST /v1/queue/flush", a.queueFlush)
+	// Profiles of the running node (go tool pprof), behind the token:
+	// go tool pprof -http : "http://ADMIN/v1/debug/pprof/profile?seconds=30"
+	// with the header, or curl -H "Authorization: Bearer $TOKEN" > cpu.pprof.
+	v1.Handle("/v1/debug/pprof/", http.StripPrefix("/v1", http.HandlerFunc(pprof.Index)))
+	v1.HandleFunc("/v1/debug/pprof/cmdline", pprof.Cmdline)
+	v1.HandleFunc("/v1/debug/pprof/profile", pprof.Profile)
+	v1.HandleFunc("/v1/debug/pprof/symbol", pprof.Symbol)
+	v1.HandleFunc("/v1/debug/pprof/trace", pprof.Trace)
 	mux.Handle("/v1/", a.auth(v1))
 	a.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	return a, nil

@@ -116,3 +116,28 @@ func TestAdminAccounts(t *testing.T) {
 		}
 	}
 }
+
+func TestAdminProfilesNeedToken(t *testing.T) {
+	a, _ := startAdmin(t)
+	get := func(path, tok string) int {
+		req, _ := http.NewRequest("GET", "http://"+a.Addr()+path, nil)
+		if tok != "" {
+			req.Header.Set("Authorization", "Bearer "+tok)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := get("/v1/debug/pprof/heap", ""); code != http.StatusUnauthorized {
+		t.Errorf("heap profile without a token: %d", code)
+	}
+	if code := get("/v1/debug/pprof/heap", testToken); code != http.StatusOK {
+		t.Errorf("heap profile with the token: %d", code)
+	}
+	if code := get("/debug/pprof/", ""); code == http.StatusOK {
+		t.Error("the default pprof paths are served")
+	}
+}
