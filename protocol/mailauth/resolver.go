@@ -25,12 +25,48 @@ func NewResolver(server string) Resolver {
 		return net.DefaultResolver
 	}
 	d := &net.Dialer{Timeout: 5 * time.Second}
-	return &net.Resolver{
+	return &serverResolver{server: server, r: &net.Resolver{
 		PreferGo: true,
 		Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
 			return d.DialContext(ctx, network, server)
 		},
+	}}
+}
+
+// serverResolver asks one server. Go's resolver names the system's
+// server in its errors even when Dial goes elsewhere, so the errors are
+// corrected to name the server actually asked.
+type serverResolver struct {
+	server string
+	r      *net.Resolver
+}
+
+func (s *serverResolver) fix(err error) error {
+	var de *net.DNSError
+	if errors.As(err, &de) {
+		de.Server = s.server
 	}
+	return err
+}
+
+func (s *serverResolver) LookupTXT(ctx context.Context, name string) ([]string, error) {
+	v, err := s.r.LookupTXT(ctx, name)
+	return v, s.fix(err)
+}
+
+func (s *serverResolver) LookupMX(ctx context.Context, name string) ([]*net.MX, error) {
+	v, err := s.r.LookupMX(ctx, name)
+	return v, s.fix(err)
+}
+
+func (s *serverResolver) LookupIPAddr(ctx context.Context, host string) ([]net.IPAddr, error) {
+	v, err := s.r.LookupIPAddr(ctx, host)
+	return v, s.fix(err)
+}
+
+func (s *serverResolver) LookupAddr(ctx context.Context, addr string) ([]string, error) {
+	v, err := s.r.LookupAddr(ctx, addr)
+	return v, s.fix(err)
 }
 
 // IsNotFound reports whether err means the name or record does not exist

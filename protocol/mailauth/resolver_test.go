@@ -2,6 +2,7 @@ package mailauth
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/raftmail/raftmail/protocol/mailauth/dnstest"
@@ -35,8 +36,12 @@ func TestResolverAgainstLoopbackDNS(t *testing.T) {
 	if err != nil || len(names) != 1 || names[0] != "mx1.example.test." {
 		t.Fatalf("PTR: %v %v", names, err)
 	}
-	if _, err := r.LookupTXT(ctx, "nowhere.test"); !IsNotFound(err) || IsTemporary(err) {
+	_, err = r.LookupTXT(ctx, "nowhere.test")
+	if !IsNotFound(err) || IsTemporary(err) {
 		t.Fatalf("NXDOMAIN: %v (not found %v, temporary %v)", err, IsNotFound(err), IsTemporary(err))
+	}
+	if !strings.Contains(err.Error(), d.Addr) {
+		t.Errorf("the error does not name the server asked (%s): %v", d.Addr, err)
 	}
 	if _, err := r.LookupTXT(ctx, "broken.test"); IsNotFound(err) || !IsTemporary(err) {
 		t.Fatalf("SERVFAIL: %v (not found %v, temporary %v)", err, IsNotFound(err), IsTemporary(err))
