@@ -125,6 +125,16 @@ sample_rss() {
 sample_rss &
 sampler_pid=$!
 
+# drain_postfix waits until Postfix has handed everything it accepted to
+# Dovecot, so that its background delivery does not run during (and slow
+# down) the Raftmail round that follows.
+drain_postfix() {
+	for _ in $(seq 1 600); do
+		[ -z "$(postqueue -j 2>/dev/null | head -c1)" ] && return 0
+		sleep 0.5
+	done
+}
+
 MX_ADDRS=(--addr "127.0.0.1:$(port 1 25)" --addr "127.0.0.1:$(port 2 25)" --addr "127.0.0.1:$(port 3 25)")
 # workload ID TITLE: records it, then runs A and B BENCH_ROUNDS times.
 # The commands are in A_ARGS and B_ARGS (arguments of `raftmail bench`).
@@ -135,6 +145,7 @@ workload() {
 	for r in $(seq 1 "$ROUNDS"); do
 		echo ">> $title, round $r/$ROUNDS: Postfix + Dovecot"
 		"$BIN" bench "${A_ARGS[@]}" --json >"$RES/$id/a-$r.json"
+		drain_postfix
 		echo ">> $title, round $r/$ROUNDS: Raftmail"
 		"$BIN" bench "${B_ARGS[@]}" --json >"$RES/$id/b-$r.json"
 	done
@@ -151,10 +162,7 @@ workload smtp-1mib-c4 "SMTP $N_LARGE × 1 MiB, concurrency 4"
 
 # Postfix hands mail to Dovecot after its 250: wait until Dovecot holds
 # everything Postfix accepted (the queue is empty) before reading it.
-for _ in $(seq 1 600); do
-	[ -z "$(postqueue -j 2>/dev/null | head -c1)" ] && break
-	sleep 0.5
-done
+drain_postfix
 
 A_ARGS=(imap --addr 127.0.0.1:2143 --user $PEER_USER --pass $PEER_PASS)
 B_ARGS=(imap --addr "127.0.0.1:$(port 2 93)" --tls --tls-insecure --user $RM_USER --pass "$RM_PASS")
