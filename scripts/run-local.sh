@@ -80,8 +80,9 @@ wait_admin 2
 wait_admin 3
 for _ in $(seq 1 100); do
 	# shellcheck disable=SC2046
-	voters=$("$BIN" status --json $(admin 1) | grep -c '"voter": true' || true)
-	[ "$voters" = 3 ] && break
+	st=$("$BIN" status --json $(admin 1) 2>/dev/null || true)
+	voters=$(grep -c '"voter": true' <<<"$st" || true)
+	[ "$voters" = 3 ] && grep -q '"role": "Leader"' <<<"$st" && break
 	sleep 0.2
 done
 
