@@ -14,16 +14,10 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/mail"
 	"os"
@@ -37,6 +31,7 @@ import (
 
 	gosmtp "github.com/emersion/go-smtp"
 
+	"github.com/raftmail/raftmail/cluster/clustertest"
 	"github.com/raftmail/raftmail/ops"
 	"github.com/raftmail/raftmail/protocol/mailauth"
 	"github.com/raftmail/raftmail/protocol/mailauth/dnstest"
@@ -458,22 +453,8 @@ func (ss *sinkSession) Logout() error { return nil }
 // sinkTLS is a self-signed certificate for mx.remote.test.
 func sinkTLS(t *testing.T) *tls.Config {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "mx.remote.test"},
-		DNSNames:     []string{"mx.remote.test"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
+	cfg, _ := clustertest.SelfSignedTLS(t)
+	return cfg
 }
 
 // ---- python3-dkim ----
