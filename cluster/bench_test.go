@@ -1,4 +1,4 @@
-package cluster
+package cluster_test
 
 import (
 	"context"
@@ -10,13 +10,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/raftmail/raftmail/cluster"
+	"github.com/raftmail/raftmail/cluster/clustertest"
 	"github.com/raftmail/raftmail/storage"
 )
 
 // benchCluster is a three-node loopback cluster with the LAN timings of
 // DESIGN.md (not the tight test timings), for figures that mean something.
-func benchCluster(b *testing.B) *testCluster {
-	return newTestCluster(b, 3, func(c *Config) {
+func benchCluster(b *testing.B) *clustertest.Cluster {
+	return clustertest.New(b, 3, func(c *cluster.Config) {
 		c.HeartbeatTimeout, c.ElectionTimeout, c.LeaderLeaseTimeout = 0, 0, 0
 		c.GossipInterval = 0
 	})
@@ -38,7 +40,7 @@ func BenchmarkPropose(b *testing.B) {
 			tc := benchCluster(b)
 			payload := make([]byte, 1024)
 			_, _ = rand.Read(payload)
-			nodes := []*Node{tc.leader().node, tc.follower().node}
+			nodes := []*cluster.Node{tc.Leader().Node, tc.Follower().Node}
 			var next atomic.Int64
 			lat := make([][]time.Duration, conc)
 			b.ResetTimer()
@@ -79,7 +81,7 @@ func BenchmarkStoreBlob(b *testing.B) {
 	for _, size := range []int{10 << 10, 1 << 20} {
 		b.Run(fmt.Sprintf("size=%dKiB", size>>10), func(b *testing.B) {
 			tc := benchCluster(b)
-			n := tc.follower().node
+			n := tc.Follower().Node
 			body := make([]byte, size)
 			b.SetBytes(int64(size))
 			var lat []time.Duration
@@ -106,15 +108,15 @@ func BenchmarkFailover(b *testing.B) {
 	var times []time.Duration
 	for i := 0; i < b.N; i++ {
 		tc := benchCluster(b)
-		if err := addDomainB(tc.leader().node, "warm.test"); err != nil {
+		if err := addDomainB(tc.Leader().Node, "warm.test"); err != nil {
 			b.Fatal(err)
 		}
-		old := tc.leader()
+		old := tc.Leader()
 		start := time.Now()
-		tc.stop(old)
-		survivor := tc.follower()
+		tc.Stop(old)
+		survivor := tc.Follower()
 		for {
-			if err := addDomainB(survivor.node, fmt.Sprintf("after%d.test", i)); err == nil {
+			if err := addDomainB(survivor.Node, fmt.Sprintf("after%d.test", i)); err == nil {
 				break
 			}
 			if time.Since(start) > time.Minute {
@@ -122,13 +124,13 @@ func BenchmarkFailover(b *testing.B) {
 			}
 		}
 		times = append(times, time.Since(start))
-		tc.stopAll()
+		tc.StopAll()
 	}
 	b.ReportMetric(float64(percentile(times, 0.5).Milliseconds()), "median-ms")
 	b.ReportMetric(float64(slices.Max(times).Milliseconds()), "max-ms")
 }
 
-func addDomainB(n *Node, name string) error {
+func addDomainB(n *cluster.Node, name string) error {
 	cmd, err := storage.NewCommand(storage.CmdDomainAdd, struct{ Name string }{name})
 	if err != nil {
 		return err

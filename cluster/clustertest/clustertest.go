@@ -60,20 +60,26 @@ func New(t testing.TB, size int, tweak func(*cluster.Config)) *Cluster {
 	if err := first.InstallSecrets(ctx, "test", ca, gk); err != nil {
 		t.Fatal(err)
 	}
-	WaitFor(t, 20*time.Second, fmt.Sprintf("%d voters", size), func() bool {
+	c.WaitVoters(size)
+	return c
+}
+
+// WaitVoters waits until the leader counts n voters.
+func (c *Cluster) WaitVoters(n int) {
+	c.t.Helper()
+	WaitFor(c.t, 20*time.Second, fmt.Sprintf("%d voters", n), func() bool {
 		l := c.Leader()
 		if l == nil {
 			return false
 		}
-		n := 0
+		v := 0
 		for _, s := range l.Node.ClusterStatus(context.Background()) {
 			if s.Voter {
-				n++
+				v++
 			}
 		}
-		return n == size
+		return v == n
 	})
-	return c
 }
 
 // FreePort returns a loopback port free for both TCP and UDP.
