@@ -34,8 +34,20 @@ type NodeStatus struct {
 	Time         time.Time         `json:"time"`
 }
 
-// LocalStatus reports this node's own view.
+// LocalStatus reports this node's own view, state hash included (a scan
+// of the whole metadata keyspace: for `raftmail status`, not for probes).
 func (n *Node) LocalStatus() NodeStatus {
+	st := n.QuickStatus()
+	if h, idx, err := n.store.StateHash(); err == nil {
+		st.StateHash = h.String()
+		st.HashIndex = idx
+	}
+	return st
+}
+
+// QuickStatus is LocalStatus without the state hash: cheap enough for
+// health checks and metrics scrapes.
+func (n *Node) QuickStatus() NodeStatus {
 	st := NodeStatus{
 		Name:        n.cfg.NodeName,
 		ClusterAddr: n.cfg.ClusterAdvertise,
@@ -63,10 +75,6 @@ func (n *Node) LocalStatus() NodeStatus {
 	st.AppliedIndex = n.store.AppliedIndex()
 	if _, total, err := n.store.MissingBlobs(0); err == nil {
 		st.MissingBlobs = total
-	}
-	if h, idx, err := n.store.StateHash(); err == nil {
-		st.StateHash = h.String()
-		st.HashIndex = idx
 	}
 	if n.ml != nil {
 		st.Members = n.ml.NumMembers()

@@ -216,7 +216,7 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
 }
 
 func (a *Admin) health(w http.ResponseWriter, r *http.Request) {
-	st := a.node.LocalStatus()
+	st := a.node.QuickStatus()
 	status := http.StatusOK
 	if st.Leader == "" {
 		status = http.StatusServiceUnavailable
@@ -265,7 +265,7 @@ func (a *Admin) tokenCreate(w http.ResponseWriter, r *http.Request) {
 		a.writeProposeError(w, err)
 		return
 	}
-	st := a.node.LocalStatus()
+	st := a.node.QuickStatus()
 	writeJSON(w, http.StatusCreated, TokenCreated{Token: tok.String(), ID: jt.ID, Expires: jt.Expires, JoinVia: st.ClusterAddr})
 }
 

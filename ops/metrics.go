@@ -37,7 +37,7 @@ func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
-	st := c.node.LocalStatus()
+	st := c.node.QuickStatus()
 	leader := 0.0
 	if st.Role == "Leader" {
 		leader = 1
