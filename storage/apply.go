@@ -39,7 +39,8 @@ func (s *Store) Apply(e Entry) Result {
 }
 
 // ApplyBatch applies committed entries in order in one Pebble batch with
-// one synced commit; later entries see the writes of earlier ones. Entries
+// one commit, synced unless Config.ApplyNoSync; later entries see the
+// writes of earlier ones. Entries
 // whose index is not above the applied index (replays after a restart) get
 // an empty Result and change nothing.
 //
@@ -76,7 +77,7 @@ func (s *Store) ApplyBatch(es []Entry) []Result {
 	if err := b.Set(keyApplied, be64(applied), nil); err != nil {
 		panic(fmt.Sprintf("storage: apply index %d: %v", applied, err))
 	}
-	if err := b.Commit(pebble.Sync); err != nil {
+	if err := b.Commit(s.applyWrite); err != nil {
 		panic(fmt.Sprintf("storage: commit entries %d..%d: %v", es[0].Index, applied, err))
 	}
 	s.recheckWanted(wanted)

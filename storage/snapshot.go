@@ -40,6 +40,16 @@ type Snapshot struct {
 
 // Snapshot takes a Pebble snapshot; it does not copy anything.
 func (s *Store) Snapshot() (*Snapshot, error) {
+	// With ApplyNoSync the log behind the snapshot may be compacted away
+	// once it is persisted: what it covers must be durable here first.
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
+	if s.closed {
+		return nil, ErrClosed
+	}
+	if err := s.syncApplied(); err != nil {
+		return nil, err
+	}
 	snap := s.db.NewSnapshot()
 	idx, err := readApplied(snap)
 	if err != nil {

@@ -37,6 +37,13 @@ type Config struct {
 	// in proposer time (Command.Time). 0 is DefaultDedupWindow. A proposer
 	// must not retry a command for longer than this.
 	DedupWindow time.Duration
+	// ApplyNoSync commits applied entries without waiting for fsync: a
+	// power loss may take the store back to an earlier applied index. Only
+	// for a caller that keeps every entry above the index of its last
+	// Snapshot in a durable log and replays them after a restart (raft with
+	// NoSnapshotRestoreOnStart): Snapshot and Close make everything applied
+	// durable first, so the store never ends up behind its last snapshot.
+	ApplyNoSync bool
 }
 
 // Validate reports whether c is usable.
@@ -56,6 +63,8 @@ type Store struct {
 	db     *pebble.DB
 	log    *slog.Logger
 	window time.Duration
+	// applyWrite is how ApplyBatch commits (Config.ApplyNoSync).
+	applyWrite *pebble.WriteOptions
 
 	// applyMu serialises Apply, ApplyBatch, Restore and Close.
 	applyMu sync.Mutex
@@ -116,7 +125,10 @@ func Open(cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("storage: open pebble %q: %w", cfg.Dir, err)
 	}
-	s := &Store{db: db, log: log, window: cfg.DedupWindow}
+	s := &Store{db: db, log: log, window: cfg.DedupWindow, applyWrite: pebble.Sync}
+	if cfg.ApplyNoSync {
+		s.applyWrite = pebble.NoSync
+	}
 	s.wait.ch = make(chan struct{})
 	s.subs.m = make(map[*Subscription]struct{})
 	idx, err := readApplied(db)
@@ -146,8 +158,22 @@ func (s *Store) Close() error {
 	}
 	s.wait.Unlock()
 	s.closeSubscriptions()
+	if err := s.db.LogData(nil, pebble.Sync); err != nil {
+		s.log.Error("sync before close", "err", err)
+	}
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("storage: close pebble: %w", err)
+	}
+	return nil
+}
+
+// syncApplied makes every applied entry durable (the WAL up to here).
+func (s *Store) syncApplied() error {
+	if s.applyWrite == pebble.Sync {
+		return nil
+	}
+	if err := s.db.LogData(nil, pebble.Sync); err != nil {
+		return fmt.Errorf("storage: sync applied entries: %w", err)
 	}
 	return nil
 }

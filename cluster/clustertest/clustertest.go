@@ -158,7 +158,7 @@ func (c *Cluster) add(tweak func(*cluster.Config)) {
 // Start (re)starts a stopped node on its data directory.
 func (c *Cluster) Start(n *Node) {
 	t := c.t
-	st, err := storage.Open(storage.Config{Dir: filepath.Join(n.dir, "store")})
+	st, err := storage.Open(storage.Config{Dir: filepath.Join(n.dir, "store"), ApplyNoSync: true})
 	if err != nil {
 		t.Fatal(err)
 	}

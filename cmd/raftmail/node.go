@@ -246,7 +246,7 @@ func startRuntime(cfg *nodeConfig, log *slog.Logger) (*runtime, error) {
 	if err != nil {
 		return nil, err
 	}
-	store, err := storage.Open(storage.Config{Dir: cfg.storeDir(), Logger: log.With("component", "storage")})
+	store, err := storage.Open(storage.Config{Dir: cfg.storeDir(), Logger: log.With("component", "storage"), ApplyNoSync: true})
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", cfg.storeDir(), err)
 	}
