@@ -286,9 +286,9 @@ type node struct {
 	adminAddr   string
 	logPath     string
 
-	// Mail listeners: MX, submission (STARTTLS), IMAPS and POP3S; the
-	// others are off.
-	smtpAddr, submissionAddr, imapsAddr, pop3sAddr string
+	// Mail listeners: MX, submission (STARTTLS), IMAP, IMAPS, POP3 and
+	// POP3S; submissions (465) is off.
+	smtpAddr, submissionAddr, imapAddr, imapsAddr, pop3Addr, pop3sAddr string
 
 	cmd  *exec.Cmd
 	done chan struct{} // closed when cmd has exited
@@ -311,7 +311,9 @@ func newNode(t *testing.T, name string) *node {
 
 		smtpAddr:       loopback(freePort(t)),
 		submissionAddr: loopback(freePort(t)),
+		imapAddr:       loopback(freePort(t)),
 		imapsAddr:      loopback(freePort(t)),
+		pop3Addr:       loopback(freePort(t)),
 		pop3sAddr:      loopback(freePort(t)),
 	}
 	// Registered before any process is started, so it runs after they
@@ -354,9 +356,9 @@ func (n *node) nodeFlags() []string {
 		"--smtp-addr", n.smtpAddr,
 		"--submission-addr", n.submissionAddr,
 		"--submissions-addr", "off",
-		"--imap-addr", "off",
+		"--imap-addr", n.imapAddr,
 		"--imaps-addr", n.imapsAddr,
-		"--pop3-addr", "off",
+		"--pop3-addr", n.pop3Addr,
 		"--pop3s-addr", n.pop3sAddr,
 		// Tests stay on loopback: DNS goes to a port where nothing
 		// answers, so SPF/DKIM/DMARC lookups end in temperror (mail is

@@ -366,6 +366,25 @@ func TestE2EMail(t *testing.T) {
 		if !strings.HasPrefix(res.POP3, "-ERR [AUTH]") {
 			t.Errorf("POP3S PASS with a wrong password: %q, want -ERR [AUTH]", res.POP3)
 		}
+		// Plain IMAP and POP3 on loopback take a password without TLS,
+		// as Dovecot counts loopback connections as secure.
+		var plain struct {
+			Caps string `json:"caps"`
+			IMAP string `json:"imap"`
+			POP3 string `json:"pop3"`
+		}
+		if err := runPy(t, plainLoopbackScript, map[string]any{
+			"imap": n3.imapAddr, "pop3": n3.pop3Addr, "user": alice.addr, "password": alice.password,
+		}, &plain); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("plain IMAP on loopback: %s (capabilities %s); plain POP3: %s", plain.IMAP, plain.Caps, plain.POP3)
+		if plain.IMAP != "OK" || strings.Contains(plain.Caps, "LOGINDISABLED") {
+			t.Errorf("plain IMAP LOGIN on a loopback listener: %q, capabilities %q; want OK without LOGINDISABLED", plain.IMAP, plain.Caps)
+		}
+		if !strings.HasPrefix(plain.POP3, "+OK") {
+			t.Errorf("plain POP3 USER/PASS on a loopback listener: %q, want +OK", plain.POP3)
+		}
 		// One failure does not lock the account out.
 		if _, err := imapList(t, n1, alice, "INBOX"); err != nil {
 			t.Errorf("IMAPS login with the right password after one failure: %v", err)
@@ -992,6 +1011,20 @@ func waitPOPMessage(t *testing.T, n *node, u mailUser, subject string) popMessag
 }
 
 // ---- Authentication failures ----
+
+const plainLoopbackScript = `
+r = {}
+m = imaplib.IMAP4(*hostport(A['imap']), timeout=TIMEOUT)
+r['caps'] = ' '.join(m.capabilities)
+typ, _ = m.login(A['user'], A['password'])
+r['imap'] = typ
+m.logout()
+p = poplib.POP3(*hostport(A['pop3']), timeout=TIMEOUT)
+p.user(A['user'])
+r['pop3'] = text(p.pass_(A['password']))
+p.quit()
+out(r)
+`
 
 const authFailScript = `
 r = {}

@@ -76,6 +76,7 @@ func startMail(cfg *nodeConfig, rt *runtime, log *slog.Logger) (*mailServers, er
 	pop, err := pop3.New(pop3.Config{
 		Cluster: rt.node, Store: rt.store, Auth: checker, TLS: tlsConf,
 		NodeName: cfg.Name, Hostname: cfg.Hostname, Logger: log.With("component", "pop3"),
+		AllowInsecureAuth: loopbackOnly(cfg.POP3Addr),
 	})
 	if err != nil {
 		return nil, err

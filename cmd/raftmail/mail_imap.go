@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"log/slog"
 	"net"
+	"strings"
 
 	"github.com/raftmail/raftmail/protocol/auth"
 	"github.com/raftmail/raftmail/protocol/imap"
@@ -21,6 +22,7 @@ func imapListeners(cfg *nodeConfig, rt *runtime, checker *auth.Checker, tlsConf 
 	srv, err := imap.New(imap.Config{
 		Cluster: rt.node, Store: rt.store, Auth: checker, TLS: tlsConf,
 		NodeName: cfg.Name, Logger: log.With("component", "imap"),
+		InsecureAuth: loopbackOnly(cfg.IMAPAddr),
 	})
 	if err != nil {
 		return nil, err
@@ -30,4 +32,21 @@ func imapListeners(cfg *nodeConfig, rt *runtime, checker *auth.Checker, tlsConf 
 		{cfg.IMAPAddr, "IMAP", "imap-addr", srv.Serve},
 		{cfg.IMAPSAddr, "IMAPS", "imaps-addr", srv.ServeTLS},
 	}, nil
+}
+
+// loopbackOnly reports whether a listener address can only be reached from
+// this host (127.0.0.0/8, ::1, localhost). As with Dovecot, which counts
+// loopback connections as secure, such a plain IMAP or POP3 listener
+// accepts a password without TLS: a local webmail or proxy needs no
+// certificate, and nothing on loopback crosses a network.
+func loopbackOnly(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
