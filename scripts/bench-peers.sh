@@ -165,15 +165,15 @@ workload smtp-1mib-c4 "SMTP $N_LARGE × 1 MiB, concurrency 4"
 drain_postfix
 
 A_ARGS=(imap --addr 127.0.0.1:2143 --user $PEER_USER --pass $PEER_PASS)
-B_ARGS=(imap --addr "127.0.0.1:$(port 2 93)" --tls --tls-insecure --user $RM_USER --pass "$RM_PASS")
+B_ARGS=(imap --addr "127.0.0.1:$(port 2 43)" --user $RM_USER --pass "$RM_PASS")
 workload imap "IMAP on the resulting mailbox (Raftmail: node 2)"
 
 A_ARGS=(visibility --send 127.0.0.1:2525 --idle 127.0.0.1:2143 --user $PEER_USER --pass $PEER_PASS --messages "$N_VIS")
-B_ARGS=(visibility --send "127.0.0.1:$(port 1 25)" --idle "127.0.0.1:$(port 3 93)" --tls --tls-insecure --user $RM_USER --pass "$RM_PASS" --messages "$N_VIS")
+B_ARGS=(visibility --send "127.0.0.1:$(port 1 25)" --idle "127.0.0.1:$(port 3 43)" --user $RM_USER --pass "$RM_PASS" --messages "$N_VIS")
 workload visibility "250 → IDLE EXISTS, $N_VIS messages (Raftmail: node 1 → node 3)"
 
 A_ARGS=(pop3 --addr 127.0.0.1:2110 --user $PEER_USER --pass $PEER_PASS)
-B_ARGS=(pop3 --addr "127.0.0.1:$(port 2 95)" --tls --tls-insecure --user $RM_USER --pass "$RM_PASS")
+B_ARGS=(pop3 --addr "127.0.0.1:$(port 2 10)" --user $RM_USER --pass "$RM_PASS")
 workload pop3 "POP3 STAT, UIDL, RETR of every message (Raftmail: node 2)"
 
 # Peak memory.
@@ -206,7 +206,9 @@ one disk (fsynced), and hands it to Dovecot over LMTP afterwards; Raftmail
 answers once the message is on two of three nodes' disks and its delivery is
 committed through Raft and applied, so it is already in the mailbox. Both
 servers run on this one machine; Raftmail's three nodes share its cores.
-Connections spread over the three nodes' MX ports; Postfix has one.
+Connections spread over the three nodes' MX ports; Postfix has one. IMAP and
+POP3 run over plain TCP on both (Dovecot is configured without TLS; Raftmail's
+plain listeners on loopback accept a password without TLS, as Dovecot's do).
 
 Memory: for Postfix + Dovecot, the largest sum (sampled every second) of the
 peak RSS (VmHWM) of their live processes, found by executable
