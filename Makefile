@@ -20,7 +20,7 @@ STATICCHECK_VERSION ?= v0.8.2
 STATICCHECK ?= $(GOBIN_DIR)/staticcheck
 FUZZTIME ?= 30s
 
-.PHONY: build test check tools bench bench-peers fuzz run clean chaos chaos-smoke
+.PHONY: build test check tools bench bench-peers bench-memory fuzz run clean chaos chaos-smoke
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/raftmail ./cmd/raftmail
@@ -105,6 +105,11 @@ run:
 # BENCH_SCALE=0.25 scales every message count; BENCH_ROUNDS=3.
 bench-peers:
 	bash scripts/bench-peers.sh
+
+# Memory of each node of a three-node cluster holding 100,000 messages
+# (MEM_MESSAGES), after the load and after a restart.
+bench-memory:
+	bash scripts/bench-memory.sh
 
 clean:
 	rm -rf bin bench.out $(CHAOS_REPORT)
