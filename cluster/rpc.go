@@ -171,6 +171,11 @@ type rpcClient struct {
 
 const maxIdlePerPeer = 128
 
+// rpcBufSize is the read and write buffer of each RPC connection, at either
+// end: one TLS record. Larger bodies (blobs) bypass the buffers, and a busy
+// node keeps dozens of these connections open per peer.
+const rpcBufSize = 16 << 10
+
 func newRPCClient(d *dialer) *rpcClient {
 	c := &rpcClient{dialer: d}
 	c.mu.idle = make(map[string][]*rpcConn)
@@ -197,7 +202,7 @@ func (c *rpcClient) get(addr string, timeout time.Duration) (*rpcConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &rpcConn{c: nc, r: bufio.NewReaderSize(nc, 64<<10), w: bufio.NewWriterSize(nc, 64<<10)}, nil
+	return &rpcConn{c: nc, r: bufio.NewReaderSize(nc, rpcBufSize), w: bufio.NewWriterSize(nc, rpcBufSize)}, nil
 }
 
 func (c *rpcClient) put(addr string, rc *rpcConn) {

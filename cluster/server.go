@@ -21,8 +21,8 @@ const rpcIdleTimeout = 5 * time.Minute
 func (n *Node) serveRPC(c net.Conn) {
 	defer c.Close()
 	peer := c.RemoteAddr().String()
-	r := bufio.NewReaderSize(c, 64<<10)
-	w := bufio.NewWriterSize(c, 64<<10)
+	r := bufio.NewReaderSize(c, rpcBufSize)
+	w := bufio.NewWriterSize(c, rpcBufSize)
 	for {
 		_ = c.SetReadDeadline(time.Now().Add(rpcIdleTimeout))
 		h, body, err := readFrame(r)
