@@ -56,8 +56,12 @@
 // changed (RFC 3501 7.4.2 allows unsolicited FETCH at any time).
 //
 // Bodies. Blobs are read with Cluster.FetchBlob (this node, else a peer).
-// FETCH items come from imapserver's Extract* helpers; their output is
-// computed before a response is started, under recover, and the body
+// FETCH items come from imapserver's Extract* helpers, except BODY[],
+// BODY[HEADER] and BODY[TEXT] of a whole message, cut from the blob with
+// the same bytes as go-imap (splitHeader, fuzzed against it), except that
+// BODY[] of a message whose header go-message cannot read is the stored
+// message, where go-imap answers nothing. Their output
+// is computed before a response is started, under recover, and the body
 // structure is sanitised (imapserver panics on a multipart without parts),
 // so malformed MIME and non-UTF-8 never panic and get a sensible
 // BODYSTRUCTURE (at worst text/plain). A non-peek body fetch sets \Seen

@@ -50,7 +50,8 @@ func FuzzFetch(f *testing.F) {
 		BinarySectionSize: []*imap.FetchItemBinarySectionSize{{Part: []int{1}}},
 	}
 	f.Fuzz(func(t *testing.T, raw []byte) {
-		fd := buildFetch(raw, opts)
+		var fd fetchData
+		buildFetch(raw, opts, &fd)
 		checkStructure(t, fd.structure)
 		if len(fd.sections) != 4 || len(fd.binary) != 2 || len(fd.binarySizes) != 1 {
 			t.Fatal("missing items")

@@ -38,7 +38,7 @@ func testTLS(t testing.TB) (server, client *tls.Config, certPEM []byte) {
 
 // env is a real cluster with an IMAP server on every node.
 type env struct {
-	t         *testing.T
+	t         testing.TB
 	c         *clustertest.Cluster
 	srvs      []*Server
 	plain     []string // STARTTLS listener per node
@@ -53,7 +53,7 @@ type envOptions struct {
 	auth    auth.Config
 }
 
-func newEnv(t *testing.T, o envOptions) *env {
+func newEnv(t testing.TB, o envOptions) *env {
 	t.Helper()
 	if o.nodes == 0 {
 		o.nodes = 1

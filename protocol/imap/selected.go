@@ -233,12 +233,19 @@ func (s *session) loadMessages(mbID uint64, uids []uint32) (map[uint32]storage.M
 		if err != nil {
 			return nil, err
 		}
-		want := make(map[uint32]bool, len(uids))
-		for _, u := range uids {
-			want[u] = true
+		// A merge of two UID-ordered lists; uids from the view always are.
+		if !slices.IsSorted(uids) {
+			uids = slices.Sorted(slices.Values(uids))
 		}
+		i := 0
 		for _, m := range msgs {
-			if want[m.UID] {
+			for i < len(uids) && uids[i] < m.UID {
+				i++
+			}
+			if i == len(uids) {
+				break
+			}
+			if uids[i] == m.UID {
 				out[m.UID] = m
 			}
 		}
@@ -270,7 +277,7 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 	if err != nil {
 		return s.internal("fetch", err)
 	}
-	seenSet := map[uint32]bool{}
+	var seenSet map[uint32]bool
 	if !sel.readOnly && fetchSetsSeen(options) {
 		var unseen []uint32
 		for _, it := range items {
@@ -284,18 +291,18 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 	}
 	needBlob := options.Envelope || options.BodyStructure != nil || len(options.BodySection) > 0 ||
 		len(options.BinarySection) > 0 || len(options.BinarySectionSize) > 0
+	var fd fetchData // reused: a message's items are written before the next one's are built
 	for _, it := range items {
 		m, ok := msgs[it.uid]
 		if !ok {
 			continue // expunged meanwhile; its EXPUNGE is on the way
 		}
-		var fd fetchData
 		if needBlob {
 			raw, err := s.blob(m)
 			if err != nil {
 				return err
 			}
-			fd = buildFetch(raw, options)
+			buildFetch(raw, options, &fd)
 		}
 		if err := writeFetch(w, it, m, options, seenSet[it.uid], &fd); err != nil {
 			return err
