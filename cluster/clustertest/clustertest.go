@@ -194,14 +194,22 @@ func (c *Cluster) StopAll() {
 	}
 }
 
-// Leader is the running node that leads, or nil.
+// Leader is the running node that leads, waiting up to 10 s for one, or nil.
 func (c *Cluster) Leader() *Node {
-	for _, n := range c.Nodes {
-		if n.Node != nil && n.Node.IsLeader() {
-			return n
+	// Leadership can be between two holders for an election timeout (a
+	// loaded machine misses a heartbeat): wait for one.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		for _, n := range c.Nodes {
+			if n.Node != nil && n.Node.IsLeader() {
+				return n
+			}
 		}
+		if time.Now().After(deadline) {
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
-	return nil
 }
 
 // Follower is a running node that does not lead, or nil.
