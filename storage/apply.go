@@ -235,6 +235,7 @@ func (t *tx) sweepBlobs() {
 		t.del(kv.k)
 		t.del(blobGarbIdxKey(h))
 		t.del(blobKey(h))
+		t.del(headerKey(h))
 		t.del(wantedKey(h))
 	}
 }

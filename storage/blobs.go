@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -27,6 +28,13 @@ func (s *Store) PutBlob(h Hash, data []byte) error {
 			return fmt.Errorf("storage: put blob %s: %w", h, err)
 		}
 	}
+	if hdr, ok := MessageHeader(data); ok {
+		if has, err := s.hasKey(headerKey(h)); err != nil || !has {
+			if err := b.Set(headerKey(h), hdr, nil); err != nil {
+				return fmt.Errorf("storage: put blob %s: %w", h, err)
+			}
+		}
+	}
 	if err := b.Delete(wantedKey(h), nil); err != nil {
 		return fmt.Errorf("storage: put blob %s: %w", h, err)
 	}
@@ -44,6 +52,61 @@ func (s *Store) Blob(h Hash) ([]byte, error) {
 	}
 	if err != nil {
 		return nil, fmt.Errorf("storage: read blob %s: %w", h, err)
+	}
+	defer c.Close()
+	return append([]byte(nil), v...), nil
+}
+
+// MaxStoredHeader bounds the header kept apart from a blob; a message
+// with a longer header is always read whole.
+const MaxStoredHeader = 64 << 10
+
+// MessageHeader returns the prefix of a message that holds its whole
+// header: up to and including the first empty line (CRLF or bare LF), or
+// the whole message if it has none. Every header-derived IMAP item (HEADER,
+// HEADER.FIELDS, ENVELOPE) computed from it equals the one computed from the
+// whole message, since a header parser stops at that line. ok is false
+// above MaxStoredHeader.
+func MessageHeader(data []byte) (hdr []byte, ok bool) {
+	end := len(data)
+	switch {
+	case bytes.HasPrefix(data, []byte("\n")):
+		return data[:1], true
+	case bytes.HasPrefix(data, []byte("\r\n")):
+		return data[:2], true
+	}
+	for i := 0; i < len(data); {
+		j := bytes.IndexByte(data[i:], '\n')
+		if j < 0 {
+			break
+		}
+		next := i + j + 1 // start of the next line
+		if next < len(data) && data[next] == '\n' {
+			end = next + 1
+			break
+		}
+		if next+1 < len(data) && data[next] == '\r' && data[next+1] == '\n' {
+			end = next + 2
+			break
+		}
+		i = next
+	}
+	if end > MaxStoredHeader {
+		return nil, false
+	}
+	return data[:end], true
+}
+
+// BlobHeader returns the stored header of blob h (MessageHeader), or
+// ErrNotFound: the blob is not here, or was stored before headers were
+// kept, or its header is too long.
+func (s *Store) BlobHeader(h Hash) ([]byte, error) {
+	v, c, err := s.db.Get(headerKey(h))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, fmt.Errorf("blob header %s: %w", h, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("storage: read blob header %s: %w", h, err)
 	}
 	defer c.Close()
 	return append([]byte(nil), v...), nil

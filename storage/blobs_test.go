@@ -3,6 +3,7 @@ package storage
 import (
 	"bytes"
 	"errors"
+	"strings"
 	"testing"
 )
 
@@ -18,6 +19,9 @@ func TestBlobRefcount(t *testing.T) {
 	}
 	if err := h.s.PutBlob(bh, []byte("other")); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("PutBlob with wrong hash: %v", err)
+	}
+	if got, err := h.s.BlobHeader(bh); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("header of a message without an empty line: %q, %v; want the message", got, err)
 	}
 	p1 := h.deliver("a@example.test", "", "the message")
 	p2 := h.deliver("b@example.test", "", "the message")
@@ -46,6 +50,34 @@ func TestBlobRefcount(t *testing.T) {
 	}
 	if h.s.HasBlob(bh) {
 		t.Fatal("HasBlob after delete")
+	}
+	if _, err := h.s.BlobHeader(bh); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("header after the blob's delete: %v", err)
+	}
+}
+
+func TestMessageHeader(t *testing.T) {
+	long := "X: " + strings.Repeat("a", MaxStoredHeader) + "\r\n\r\nbody"
+	for _, tc := range []struct{ msg, want string }{
+		{"Subject: a\r\nFrom: b\r\n\r\nbody\r\n\r\nmore", "Subject: a\r\nFrom: b\r\n\r\n"},
+		{"Subject: a\nFrom: b\n\nbody", "Subject: a\nFrom: b\n\n"},
+		{"Subject: a\n\r\nbody", "Subject: a\n\r\n"},
+		{"Subject: a\r\n\nbody", "Subject: a\r\n\n"},
+		{"Subject: a\r\n folded\r\n\r\n", "Subject: a\r\n folded\r\n\r\n"},
+		{"\r\nbody only", "\r\n"},
+		{"\nbody only", "\n"},
+		{"Subject: no body\r\n", "Subject: no body\r\n"},
+		{"Subject: unterminated", "Subject: unterminated"},
+		{"Subject: a\r\r\nX: b\r\n\r\nbody", "Subject: a\r\r\nX: b\r\n\r\n"},
+		{"", ""},
+	} {
+		got, ok := MessageHeader([]byte(tc.msg))
+		if !ok || string(got) != tc.want {
+			t.Errorf("MessageHeader(%q) = %q, %v; want %q", tc.msg, got, ok, tc.want)
+		}
+	}
+	if _, ok := MessageHeader([]byte(long)); ok {
+		t.Error("a header over MaxStoredHeader is kept")
 	}
 }
 

@@ -10,6 +10,8 @@ import (
 //	'm'  metadata: replicated, in snapshots and in the state hash
 //	'b'  blobs: message bodies by SHA-256, node-local
 //	'w'  wanted blobs: referenced by metadata but absent here, node-local
+//	'h'  blob headers: the header block of each local blob, node-local,
+//	     kept in the sstables (not value-separated) for header-only reads
 //
 // Inside metadata a second byte names the table. Table numbers are never
 // reused.
@@ -17,6 +19,7 @@ const (
 	prefixMeta   = 'm'
 	prefixBlob   = 'b'
 	prefixWanted = 'w'
+	prefixHeader = 'h'
 
 	tApplied     = 0x01 // -> be64 last applied index
 	tSetting     = 0x02 // + key -> value
@@ -121,6 +124,7 @@ func messageKey(mailboxID uint64, uid uint32) []byte {
 func blobRefKey(h Hash) []byte { return append([]byte{prefixMeta, tBlobRef}, h[:]...) }
 func blobKey(h Hash) []byte    { return append([]byte{prefixBlob}, h[:]...) }
 func wantedKey(h Hash) []byte  { return append([]byte{prefixWanted}, h[:]...) }
+func headerKey(h Hash) []byte  { return append([]byte{prefixHeader}, h[:]...) }
 
 func blobGarbageKey(nanos uint64, h Hash) []byte {
 	k := append([]byte{prefixMeta, tBlobGarbage}, be64(nanos)...)

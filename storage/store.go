@@ -123,6 +123,12 @@ func Open(cfg Config) (*Store, error) {
 			TargetGarbageRatio:    0.2,
 		}
 	}
+	// Blob headers are read one per message when a client lists a
+	// mailbox: they stay in the sstables (block cache, no blob-file read)
+	// although most are over the separation threshold.
+	opts.Experimental.SpanPolicyFunc = pebble.MakeStaticSpanPolicyFunc(pebble.DefaultComparer.Compare,
+		pebble.KeyRange{Start: []byte{prefixHeader}, End: []byte{prefixHeader + 1}},
+		pebble.SpanPolicy{ValueStoragePolicy: pebble.ValueStorageLowReadLatency})
 	db, err := pebble.Open(cfg.Dir, opts)
 	if err != nil {
 		return nil, fmt.Errorf("storage: open pebble %q: %w", cfg.Dir, err)

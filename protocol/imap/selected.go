@@ -291,6 +291,7 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 	}
 	needBlob := options.Envelope || options.BodyStructure != nil || len(options.BodySection) > 0 ||
 		len(options.BinarySection) > 0 || len(options.BinarySectionSize) > 0
+	headerOnly := needBlob && headerItemsOnly(options)
 	var fd fetchData // reused: a message's items are written before the next one's are built
 	for _, it := range items {
 		m, ok := msgs[it.uid]
@@ -298,7 +299,13 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 			continue // expunged meanwhile; its EXPUNGE is on the way
 		}
 		if needBlob {
-			raw, err := s.blob(m)
+			var raw []byte
+			var err error
+			if headerOnly {
+				raw, err = s.header(m)
+			} else {
+				raw, err = s.blob(m)
+			}
 			if err != nil {
 				return err
 			}
@@ -356,6 +363,32 @@ func (s *session) markSeen(sel *selection, uids []uint32, msgs map[uint32]storag
 		}
 	}
 	return changed
+}
+
+// headerItemsOnly reports whether every body-derived item of options
+// depends on the header alone (ENVELOPE, BODY[HEADER], HEADER.FIELDS and
+// HEADER.FIELDS.NOT of the whole message): what mail clients fetch to
+// list a mailbox. Those are computed from the stored header, not the blob.
+func headerItemsOnly(options *imap.FetchOptions) bool {
+	if options.BodyStructure != nil || len(options.BinarySection) > 0 || len(options.BinarySectionSize) > 0 {
+		return false
+	}
+	for _, sec := range options.BodySection {
+		if len(sec.Part) > 0 || sec.Specifier != imap.PartSpecifierHeader {
+			return false
+		}
+	}
+	return true
+}
+
+// header returns what holds a message's whole header: the header stored
+// apart from its blob (storage.MessageHeader) or, where there is none, the
+// blob itself.
+func (s *session) header(m storage.Message) ([]byte, error) {
+	if h, err := s.srv.cfg.Store.BlobHeader(m.Blob); err == nil {
+		return h, nil
+	}
+	return s.blob(m)
 }
 
 // blob reads a message body, locally or from a peer.
