@@ -3,7 +3,6 @@ package storage
 import (
 	"bytes"
 	"crypto/sha256"
-	"errors"
 	"fmt"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -46,15 +45,7 @@ func (s *Store) PutBlob(h Hash, data []byte) error {
 
 // Blob returns the content of blob h, or ErrNotFound.
 func (s *Store) Blob(h Hash) ([]byte, error) {
-	v, c, err := s.db.Get(blobKey(h))
-	if errors.Is(err, pebble.ErrNotFound) {
-		return nil, fmt.Errorf("blob %s: %w", h, ErrNotFound)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("storage: read blob %s: %w", h, err)
-	}
-	defer c.Close()
-	return append([]byte(nil), v...), nil
+	return s.getCopy(blobKey(h), "blob "+h.String())
 }
 
 // MaxStoredHeader bounds the header kept apart from a blob; a message
@@ -101,15 +92,7 @@ func MessageHeader(data []byte) (hdr []byte, ok bool) {
 // ErrNotFound: the blob is not here, or was stored before headers were
 // kept, or its header is too long.
 func (s *Store) BlobHeader(h Hash) ([]byte, error) {
-	v, c, err := s.db.Get(headerKey(h))
-	if errors.Is(err, pebble.ErrNotFound) {
-		return nil, fmt.Errorf("blob header %s: %w", h, ErrNotFound)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("storage: read blob header %s: %w", h, err)
-	}
-	defer c.Close()
-	return append([]byte(nil), v...), nil
+	return s.getCopy(headerKey(h), "blob header "+h.String())
 }
 
 // HasBlob reports whether blob h is stored locally. It does not read the

@@ -232,15 +232,20 @@ func (s *Store) Token(id string) (JoinToken, error) {
 
 // Setting returns a cluster setting; ErrNotFound if unset.
 func (s *Store) Setting(key string) ([]byte, error) {
-	raw, c, err := s.db.Get(settingKey(key))
+	return s.getCopy(settingKey(key), fmt.Sprintf("setting %q", key))
+}
+
+// getCopy returns a copy of key's value; ErrNotFound names it as what.
+func (s *Store) getCopy(key []byte, what string) ([]byte, error) {
+	v, c, err := s.db.Get(key)
 	if errors.Is(err, pebble.ErrNotFound) {
-		return nil, fmt.Errorf("setting %q: %w", key, ErrNotFound)
+		return nil, fmt.Errorf("%s: %w", what, ErrNotFound)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("storage: read setting %q: %w", key, err)
+		return nil, fmt.Errorf("storage: read %s: %w", what, err)
 	}
 	defer c.Close()
-	return append([]byte(nil), raw...), nil
+	return append([]byte(nil), v...), nil
 }
 
 // StateHash returns the SHA-256 of every metadata key and value in key
