@@ -19,6 +19,8 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
+# shellcheck source=scripts/bench-cluster.sh
+. scripts/bench-cluster.sh
 N=${MEM_MESSAGES:-100000}
 SIZE=${MEM_SIZE:-10KiB}
 REST=${MEM_REST:-30}
@@ -43,28 +45,6 @@ cleanup() {
 	fi
 }
 trap cleanup EXIT INT TERM
-
-start_cluster() {
-	RAFTMAIL_RUN_DIR=$WORK/raftmail RAFTMAIL_DEMO_PASSWORD=$PASS RAFTMAIL_DNS_RESOLVER=127.0.0.1:9 \
-		RAFTMAIL_BIN=$BIN bash scripts/run-local.sh >"$WORK/run-local.log" 2>&1 &
-	runlocal_pid=$!
-	for _ in $(seq 1 300); do
-		grep -q '^Raftmail is running' "$WORK/run-local.log" && break
-		kill -0 "$runlocal_pid" 2>/dev/null || {
-			cat "$WORK/run-local.log" >&2
-			exit 1
-		}
-		sleep 0.2
-	done
-	grep -q '^Raftmail is running' "$WORK/run-local.log" || {
-		echo "bench-memory: the cluster did not come up; see $WORK/run-local.log" >&2
-		exit 1
-	}
-	node_pids=()
-	for n in 1 2 3; do
-		node_pids+=("$(pgrep -P "$runlocal_pid" -f -- "serve --data-dir $WORK/raftmail/node$n " | head -n1)")
-	done
-}
 
 stop_cluster() {
 	kill -TERM "$runlocal_pid"
@@ -102,7 +82,7 @@ report() { # report LABEL
 echo ">> build"
 make -s build
 echo ">> a fresh three-node cluster in $WORK"
-start_cluster
+start_cluster "$PASS"
 echo ">> delivering $N messages of $SIZE"
 "$BIN" bench smtp --quiet --addr "127.0.0.1:$(port 1 25)" --addr "127.0.0.1:$(port 2 25)" --addr "127.0.0.1:$(port 3 25)" \
 	--to demo@example.test --messages "$N" --size "$SIZE" --concurrency 32
@@ -112,7 +92,7 @@ sleep "$REST"
 report loaded
 echo ">> restarting every node"
 stop_cluster
-start_cluster
+start_cluster "$PASS"
 wait_converged
 python3 - "$(port 1 43)" "$PASS" <<'PY'
 import imaplib, ssl, sys, time

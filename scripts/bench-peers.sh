@@ -22,6 +22,8 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
+# shellcheck source=scripts/bench-cluster.sh
+. scripts/bench-cluster.sh
 SCALE=${BENCH_SCALE:-1}
 ROUNDS=${BENCH_ROUNDS:-3}
 PEERS_SCRIPT=${PEERS_SCRIPT:-$ROOT/../shared/peers/postfix-dovecot.sh}
@@ -76,28 +78,8 @@ make -s build
 
 echo ">> a three-node Raftmail cluster in $WORK/raftmail"
 # run-local.sh forms the cluster, adds demo@example.test and serves until
-# TERM; DNS goes to a loopback port where nothing answers, so SPF/DKIM/DMARC
-# end in temperror and nothing leaves the machine.
-RAFTMAIL_RUN_DIR=$WORK/raftmail RAFTMAIL_DEMO_PASSWORD=$RM_PASS RAFTMAIL_DNS_RESOLVER=127.0.0.1:9 \
-	RAFTMAIL_BIN=$BIN bash scripts/run-local.sh >"$WORK/run-local.log" 2>&1 &
-runlocal_pid=$!
-for _ in $(seq 1 300); do
-	grep -q '^Raftmail is running' "$WORK/run-local.log" && break
-	kill -0 "$runlocal_pid" 2>/dev/null || {
-		cat "$WORK/run-local.log" >&2
-		exit 1
-	}
-	sleep 0.2
-done
-grep -q '^Raftmail is running' "$WORK/run-local.log" || {
-	echo "bench-peers: the cluster did not come up; see $WORK/run-local.log" >&2
-	exit 1
-}
-node_pids=()
-for n in 1 2 3; do
-	p=$(pgrep -P "$runlocal_pid" -f -- "serve --data-dir $WORK/raftmail/node$n " | head -n1)
-	node_pids+=("$p")
-done
+# TERM (scripts/bench-cluster.sh).
+start_cluster "$RM_PASS"
 
 # Peak RSS of Postfix and Dovecot: every second, the sum of VmHWM over their
 # live processes (by executable), keeping the largest sum seen.
