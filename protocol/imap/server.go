@@ -172,7 +172,7 @@ func capabilities() imap.CapSet {
 // Config.TLS is set; port 143) until Shutdown. It returns nil after
 // Shutdown closed ln, else the accept error.
 func (s *Server) Serve(ln net.Listener) error {
-	return s.serve(ln)
+	return s.serve(coalescingListener{ln})
 }
 
 // ServeTLS accepts implicit-TLS connections (port 993) on ln, which must
@@ -181,7 +181,7 @@ func (s *Server) ServeTLS(ln net.Listener) error {
 	if s.cfg.TLS == nil {
 		return errors.New("imap: ServeTLS needs Config.TLS")
 	}
-	return s.serve(tls.NewListener(ln, s.cfg.TLS))
+	return s.serve(tls.NewListener(coalescingListener{ln}, s.cfg.TLS))
 }
 
 func (s *Server) serve(ln net.Listener) error {
