@@ -40,9 +40,8 @@ func (s *Store) Apply(e Entry) Result {
 
 // ApplyBatch applies committed entries in order in one Pebble batch with
 // one commit, synced unless Config.ApplyNoSync; later entries see the
-// writes of earlier ones. Entries
-// whose index is not above the applied index (replays after a restart) get
-// an empty Result and change nothing.
+// writes of earlier ones. Entries whose index is not above the applied
+// index (replays after a restart) get an empty Result and change nothing.
 //
 // A command whose ID was already applied gets the first Result again and
 // changes nothing. A domain error (not found, over quota...) is a Result
