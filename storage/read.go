@@ -23,7 +23,7 @@ func (s *Store) getJSON(key []byte, v any, what string) error {
 		return fmt.Errorf("storage: read %s: %w", what, err)
 	}
 	defer c.Close()
-	if err := json.Unmarshal(raw, v); err != nil {
+	if err := decodeRecord(raw, v); err != nil {
 		return fmt.Errorf("storage: decode %s: %v: %w", what, err, ErrCorrupt)
 	}
 	return nil
@@ -38,7 +38,7 @@ func list[T any](s *Store, p []byte) ([]T, error) {
 	var out []T
 	for ok := it.First(); ok; ok = it.Next() {
 		var v T
-		if err := json.Unmarshal(it.Value(), &v); err != nil {
+		if err := decodeRecord(it.Value(), &v); err != nil {
 			it.Close()
 			return nil, fmt.Errorf("storage: decode %q: %v: %w", it.Key(), err, ErrCorrupt)
 		}
