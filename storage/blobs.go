@@ -27,11 +27,12 @@ func (s *Store) PutBlob(h Hash, data []byte) error {
 			return fmt.Errorf("storage: put blob %s: %w", h, err)
 		}
 	}
+	// Written without looking first: the header of content-addressed data
+	// is always the same bytes, and a re-put adds one stored before
+	// headers were kept.
 	if hdr, ok := MessageHeader(data); ok {
-		if has, err := s.hasKey(headerKey(h)); err != nil || !has {
-			if err := b.Set(headerKey(h), hdr, nil); err != nil {
-				return fmt.Errorf("storage: put blob %s: %w", h, err)
-			}
+		if err := b.Set(headerKey(h), hdr, nil); err != nil {
+			return fmt.Errorf("storage: put blob %s: %w", h, err)
 		}
 	}
 	if err := b.Delete(wantedKey(h), nil); err != nil {
