@@ -233,9 +233,20 @@ func (t *tx) sweepBlobs() {
 		copy(h[:], kv.k[len(kv.k)-len(h):])
 		t.del(kv.k)
 		t.del(blobGarbIdxKey(h))
+		t.del(wantedKey(h))
+		if t.s.blobBusy(h) {
+			// Being stored again right now (the same body arrived):
+			// the writer's copy stays, and the Deliver that follows
+			// references it.
+			continue
+		}
 		t.del(blobKey(h))
 		t.del(headerKey(h))
-		t.del(wantedKey(h))
+		if lo, hi := chunkBounds(h); t.hasPrefix(lo[:1+len(h)]) {
+			if err := t.b.DeleteRange(lo, hi, nil); err != nil {
+				panic(fmt.Sprintf("storage: apply index %d: delete range: %v", t.index, err))
+			}
+		}
 	}
 }
 

@@ -12,6 +12,8 @@ import (
 //	'w'  wanted blobs: referenced by metadata but absent here, node-local
 //	'h'  blob headers: the header block of each local blob, node-local,
 //	     kept in the sstables (not value-separated) for header-only reads
+//	'c'  blob continuation chunks: a blob longer than BlobChunkSize keeps
+//	     its first chunk under 'b' and the rest here, by hash and index
 //
 // Inside metadata a second byte names the table. Table numbers are never
 // reused.
@@ -20,6 +22,7 @@ const (
 	prefixBlob   = 'b'
 	prefixWanted = 'w'
 	prefixHeader = 'h'
+	prefixChunk  = 'c'
 
 	tApplied     = 0x01 // -> be64 last applied index
 	tSetting     = 0x02 // + key -> value
@@ -125,6 +128,19 @@ func blobRefKey(h Hash) []byte { return append([]byte{prefixMeta, tBlobRef}, h[:
 func blobKey(h Hash) []byte    { return append([]byte{prefixBlob}, h[:]...) }
 func wantedKey(h Hash) []byte  { return append([]byte{prefixWanted}, h[:]...) }
 func headerKey(h Hash) []byte  { return append([]byte{prefixHeader}, h[:]...) }
+
+// chunkKey is continuation chunk i (i >= 1) of blob h.
+func chunkKey(h Hash, i uint32) []byte {
+	k := make([]byte, 0, 1+len(h)+4)
+	k = append(k, prefixChunk)
+	k = append(k, h[:]...)
+	return binary.BigEndian.AppendUint32(k, i)
+}
+
+// chunkBounds are the bounds of every continuation chunk of blob h.
+func chunkBounds(h Hash) (lo, hi []byte) {
+	return chunkKey(h, 0), chunkKey(h, 1<<32-1)
+}
 
 func blobGarbageKey(nanos uint64, h Hash) []byte {
 	k := append([]byte{prefixMeta, tBlobGarbage}, be64(nanos)...)

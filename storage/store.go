@@ -85,6 +85,13 @@ type Store struct {
 		sync.Mutex
 		m map[*Subscription]struct{}
 	}
+
+	// blobs holds the hashes being written by a BlobWriter: one writer
+	// per hash at a time (its channel is closed when it is done).
+	blobs struct {
+		sync.Mutex
+		writing map[Hash]chan struct{}
+	}
 }
 
 // Open opens (creating if needed) the store in cfg.Dir.
@@ -139,6 +146,11 @@ func Open(cfg Config) (*Store, error) {
 	}
 	s.wait.ch = make(chan struct{})
 	s.subs.m = make(map[*Subscription]struct{})
+	s.blobs.writing = make(map[Hash]chan struct{})
+	if err := s.dropOrphanChunks(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("storage: drop unfinished blobs: %w", err)
+	}
 	idx, err := readApplied(db)
 	if err != nil {
 		db.Close()
