@@ -1,10 +1,13 @@
 package cluster
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -31,66 +34,153 @@ func (n *Node) voters() (map[string]string, error) {
 	return out, nil
 }
 
-// StoreBlob writes data locally with fsync and pushes it to the other
-// voters in parallel. It returns once copies on a majority of voters
-// (counting this node) are durable; the remaining pushes go on in the
-// background. If a majority cannot be reached before ctx ends it returns an
-// error wrapping ErrNoQuorum and the caller must not commit metadata that
-// references the blob.
+// BlobSource is a blob to store: its hash and size, and Open, which returns
+// a new reader of its bytes from the start each time it is called (one per
+// copy being written; they run in parallel and may outlive StoreBlobFrom).
+type BlobSource struct {
+	Hash storage.Hash
+	Size int64
+	Open func() (io.ReadCloser, error)
+}
+
+// StoreBlob stores data as a blob on a majority of voters and returns its
+// hash (StoreBlobFrom).
 func (n *Node) StoreBlob(ctx context.Context, data []byte) (storage.Hash, error) {
 	h := storage.Hash(sha256.Sum256(data))
-	if err := n.store.PutBlob(h, data); err != nil {
-		return h, fmt.Errorf("cluster: store blob locally: %w", err)
-	}
+	return h, n.StoreBlobFrom(ctx, BlobSource{Hash: h, Size: int64(len(data)), Open: func() (io.ReadCloser, error) {
+		return io.NopCloser(bytes.NewReader(data)), nil
+	}})
+}
+
+// StoreBlobFrom writes a blob locally (the caller vouches for its hash:
+// this node does not hash it again) and streams it to the other voters in
+// parallel, each copy read from the source chunk by chunk. It returns once
+// copies on a majority of voters (counting this node) are durable; the
+// remaining pushes go on in the background for up to blobPushTimeout. If a
+// majority cannot be reached before ctx ends it returns an error wrapping
+// ErrNoQuorum and the caller must not commit metadata that references the
+// blob.
+func (n *Node) StoreBlobFrom(ctx context.Context, src BlobSource) error {
 	voters, err := n.voters()
 	if err != nil {
-		return h, fmt.Errorf("%w: %v", ErrNoQuorum, err)
+		return fmt.Errorf("%w: %w", ErrNoQuorum, err)
 	}
 	need := len(voters)/2 + 1
-	acks := 0
+	results := make(chan error, len(voters)+1)
+	copies := 0
 	if _, ok := voters[n.cfg.NodeName]; ok {
-		acks = 1
+		copies++
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			results <- n.storeLocal(src)
+		}()
+	} else {
+		// Not a voter (just joined, or removed): a local copy counts for
+		// nothing, but FETCH here is faster with one.
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			_ = n.storeLocal(src)
+		}()
 	}
-	if acks >= need {
-		return h, nil
-	}
-	results := make(chan error, len(voters))
-	peers := 0
 	for id, addr := range voters {
 		if id == n.cfg.NodeName {
 			continue
 		}
-		peers++
+		copies++
 		n.wg.Add(1)
-		go func(addr string) {
+		go func() {
 			defer n.wg.Done()
-			_, _, err := n.rpc.call(addr, &rpcHeader{Method: methodBlobPut, Hash: h.String()}, data, blobPushTimeout)
+			err := n.pushBlob(addr, src, blobPushTimeout)
+			if err != nil {
+				err = fmt.Errorf("%s: %w", id, err)
+			}
 			results <- err
-		}(addr)
+		}()
 	}
-	var lastErr error
-	for done := 0; done < peers; done++ {
+	acks := 0
+	var errs []error
+	for done := 0; done < copies; done++ {
 		select {
 		case err := <-results:
 			if err == nil {
 				acks++
 				if acks >= need {
-					return h, nil
+					return nil
 				}
 			} else {
-				lastErr = err
+				errs = append(errs, err)
 			}
 		case <-ctx.Done():
-			return h, fmt.Errorf("%w: blob on %d of %d voters, %d needed: %v", ErrNoQuorum, acks, len(voters), need, ctx.Err())
+			return fmt.Errorf("%w: blob on %d of %d voters, %d needed: %w", ErrNoQuorum, acks, len(voters), need, ctx.Err())
 		case <-n.stop:
-			return h, ErrShutdown
+			return ErrShutdown
 		}
 	}
-	return h, fmt.Errorf("%w: blob on %d of %d voters, %d needed (last error: %v)", ErrNoQuorum, acks, len(voters), need, lastErr)
+	return fmt.Errorf("%w: blob on %d of %d voters, %d needed: %w", ErrNoQuorum, acks, len(voters), need, errors.Join(errs...))
+}
+
+// storeLocal writes the source into the local store.
+func (n *Node) storeLocal(src BlobSource) error {
+	rd, err := src.Open()
+	if err != nil {
+		return fmt.Errorf("local copy: %w", err)
+	}
+	defer rd.Close()
+	w := n.store.NewBlobWriter(src.Hash, false)
+	got, err := io.Copy(w, rd)
+	if err != nil {
+		w.Abort()
+		return fmt.Errorf("local copy: %w", err)
+	}
+	if got != src.Size {
+		w.Abort()
+		return fmt.Errorf("local copy: source gave %d bytes, not %d", got, src.Size)
+	}
+	if err := w.Commit(); err != nil {
+		return fmt.Errorf("local copy: %w", err)
+	}
+	return nil
+}
+
+// pushBlob sends the source to the peer at addr: inline when it fits in one
+// chunk, else as a stream.
+func (n *Node) pushBlob(addr string, src BlobSource, timeout time.Duration) error {
+	rd, err := src.Open()
+	if err != nil {
+		return err
+	}
+	defer rd.Close()
+	req := blobPutRequest{hash: src.Hash, size: src.Size, streamed: src.Size > storage.BlobChunkSize}
+	if !req.streamed {
+		req.inline = make([]byte, src.Size)
+		if _, err := io.ReadFull(rd, req.inline); err != nil {
+			return fmt.Errorf("read blob source: %w", err)
+		}
+	}
+	return n.rpc.exchange(addr, timeout,
+		func(w *bufio.Writer) error {
+			if err := writeRequest(w, methodBlobPut, timeout, req.encode()); err != nil || !req.streamed {
+				return err
+			}
+			bp := chunkBufs.Get().(*[]byte)
+			defer chunkBufs.Put(bp)
+			sent, err := copyChunks(w, rd, *bp)
+			if err == nil && sent != src.Size {
+				// Ended early: the peer refuses the short stream.
+				n.log.Error("blob push: source shorter than its size", "hash", src.Hash.String(), "size", src.Size, "sent", sent)
+			}
+			return err
+		},
+		func(r *bufio.Reader) error {
+			_, err := readResponse(r)
+			return err
+		})
 }
 
 // FetchBlob returns a blob from the local store, or fetches it from a peer
-// that holds it (and keeps a local copy).
+// that holds it (and keeps a local copy if it can).
 func (n *Node) FetchBlob(ctx context.Context, h storage.Hash) ([]byte, error) {
 	data, err := n.store.Blob(h)
 	if err == nil {
@@ -99,9 +189,20 @@ func (n *Node) FetchBlob(ctx context.Context, h storage.Hash) ([]byte, error) {
 	if !errors.Is(err, storage.ErrNotFound) {
 		return nil, err
 	}
+	var buf bytes.Buffer
+	if err := n.fetchBlob(ctx, h, &buf); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// fetchBlob copies blob h from a peer that holds it into the local store,
+// and into also (if not nil) whether or not the local copy could be
+// written.
+func (n *Node) fetchBlob(ctx context.Context, h storage.Hash, also *bytes.Buffer) error {
 	voters, err := n.voters()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	var lastErr error = storage.ErrNotFound
 	for id, addr := range voters {
@@ -109,24 +210,80 @@ func (n *Node) FetchBlob(ctx context.Context, h storage.Hash) ([]byte, error) {
 			continue
 		}
 		if ctx.Err() != nil {
-			return nil, ctx.Err()
+			return ctx.Err()
 		}
-		_, body, err := n.rpc.call(addr, &rpcHeader{Method: methodBlobGet, Hash: h.String()}, nil, time.Until(deadlineOf(ctx)))
-		if err != nil {
-			lastErr = err
-			continue
+		err := n.fetchFrom(addr, h, time.Until(deadlineOf(ctx)), also)
+		if err == nil {
+			return nil
 		}
-		if sha256.Sum256(body) != h {
-			lastErr = fmt.Errorf("peer %s sent a blob that does not match %s", id, h)
+		if errors.Is(err, storage.ErrCorrupt) {
 			n.log.Error("blob fetch: corrupt copy", "peer", id, "hash", h.String())
-			continue
 		}
-		if err := n.store.PutBlob(h, body); err != nil {
-			return nil, err
-		}
-		return body, nil
+		lastErr = fmt.Errorf("%s: %w", id, err)
 	}
-	return nil, fmt.Errorf("cluster: fetch blob %s: %w", h, lastErr)
+	return fmt.Errorf("cluster: fetch blob %s: %w", h, lastErr)
+}
+
+// fetchFrom asks one peer for blob h and writes what it sends to the local
+// store (verified against h) and to also.
+func (n *Node) fetchFrom(addr string, h storage.Hash, timeout time.Duration, also *bytes.Buffer) error {
+	bw := n.store.NewBlobWriter(h, true)
+	var storeErr error
+	if also != nil {
+		also.Reset()
+	}
+	err := n.rpc.exchange(addr, timeout,
+		func(w *bufio.Writer) error { return writeRequest(w, methodBlobGet, timeout, h[:]) },
+		func(r *bufio.Reader) error {
+			if _, err := readResponse(r); err != nil {
+				return err
+			}
+			bp := chunkBufs.Get().(*[]byte)
+			defer chunkBufs.Put(bp)
+			var dst io.Writer = bw
+			if also != nil {
+				dst = io.MultiWriter(also, &errOnce{w: bw, err: &storeErr})
+			}
+			_, werr, err := readChunks(r, dst, -1, *bp)
+			if werr != nil && storeErr == nil {
+				storeErr = werr
+			}
+			return err
+		})
+	if err != nil {
+		bw.Abort()
+		return err
+	}
+	if storeErr != nil {
+		bw.Abort()
+		if also == nil {
+			return storeErr
+		}
+		if sha256.Sum256(also.Bytes()) != h {
+			return fmt.Errorf("%w: peer sent a blob that does not match %s", storage.ErrCorrupt, h)
+		}
+		n.log.Warn("blob fetch: no local copy kept", "hash", h.String(), "err", storeErr)
+		return nil
+	}
+	return bw.Commit()
+}
+
+// errOnce passes writes to w until the first error, which it records in
+// *err, and then drops them, so that a failed local copy does not stop a
+// read that can still succeed.
+type errOnce struct {
+	w   io.Writer
+	err *error
+}
+
+func (e *errOnce) Write(p []byte) (int, error) {
+	if *e.err != nil {
+		return len(p), nil
+	}
+	if _, err := e.w.Write(p); err != nil {
+		*e.err = err
+	}
+	return len(p), nil
 }
 
 // repairLoop pulls blobs that metadata references but this node lacks.
@@ -162,7 +319,7 @@ func (n *Node) repairOnce() {
 		default:
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		_, err := n.FetchBlob(ctx, h)
+		err := n.fetchBlob(ctx, h, nil)
 		cancel()
 		if err != nil {
 			n.log.Debug("blob repair: not yet", "hash", h.String(), "err", err)

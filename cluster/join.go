@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -88,26 +89,35 @@ func RequestJoin(ctx context.Context, addr string, tok Token, req JoinRequest) (
 	for _, ip := range req.IPs {
 		jr.IPs = append(jr.IPs, ip.String())
 	}
+	payload, err := json.Marshal(jr)
+	if err != nil {
+		return nil, err
+	}
 	w := bufio.NewWriter(c)
-	if err := writeFrame(w, &rpcHeader{Method: methodJoin, Join: jr}, nil); err != nil {
+	if err := writeRequest(w, methodJoin, timeout, payload); err != nil {
 		return nil, fmt.Errorf("cluster: join via %s: %w", addr, err)
 	}
-	h, _, err := readFrame(bufio.NewReader(c))
+	if err := w.Flush(); err != nil {
+		return nil, fmt.Errorf("cluster: join via %s: %w", addr, err)
+	}
+	out, err := readResponse(bufio.NewReader(c))
+	var re *rpcError
+	if errors.As(err, &re) {
+		return nil, fmt.Errorf("%w: %s", ErrJoinRefused, re.Msg)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("cluster: join via %s: no answer: %w", addr, err)
 	}
-	if h.Code != "" {
-		return nil, fmt.Errorf("%w: %s", ErrJoinRefused, h.Error)
-	}
-	if h.Joined == nil {
-		return nil, fmt.Errorf("cluster: join via %s: empty answer", addr)
+	var joined joinResponse
+	if err := json.Unmarshal(out, &joined); err != nil {
+		return nil, fmt.Errorf("cluster: join via %s: bad answer: %w", addr, err)
 	}
 	return &JoinResult{
-		ClusterName: h.Joined.ClusterName,
-		CACertPEM:   h.Joined.CACert,
-		CertPEM:     h.Joined.Cert,
-		GossipKey:   h.Joined.GossipKey,
-		Seeds:       h.Joined.Seeds,
+		ClusterName: joined.ClusterName,
+		CACertPEM:   joined.CACert,
+		CertPEM:     joined.Cert,
+		GossipKey:   joined.GossipKey,
+		Seeds:       joined.Seeds,
 	}, nil
 }
 
@@ -117,22 +127,34 @@ func (n *Node) serveJoin(c net.Conn) {
 	defer c.Close()
 	peer := c.RemoteAddr().String()
 	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
-	h, _, err := readFrame(bufio.NewReader(c))
+	w := bufio.NewWriter(c)
+	defer w.Flush()
+	req, err := readRequest(bufio.NewReader(c))
 	if err != nil {
 		n.log.Warn("join: bad request", "peer", peer, "err", err)
+		if errors.Is(err, errVersion) {
+			_ = writeResponse(w, codeVersion, []byte(err.Error()))
+		}
 		return
 	}
-	var resp *rpcHeader
-	if h.Method != methodJoin || h.Join == nil {
-		resp = &rpcHeader{Code: errCodeRefused, Error: "not a join request"}
-	} else if jr, err := n.admit(h.Join); err != nil {
-		n.log.Warn("join refused", "peer", peer, "node_name", h.Join.NodeName, "err", err)
-		resp = &rpcHeader{Code: errCodeRefused, Error: err.Error()}
-	} else {
-		n.log.Info("join accepted", "peer", peer, "node_name", h.Join.NodeName)
-		resp = &rpcHeader{Joined: jr}
+	var jreq joinRequest
+	if req.method != methodJoin || json.Unmarshal(req.payload, &jreq) != nil {
+		_ = writeResponse(w, codeRefused, []byte("not a join request"))
+		return
 	}
-	_ = writeFrame(bufio.NewWriter(c), resp, nil)
+	jr, err := n.admit(&jreq)
+	if err != nil {
+		n.log.Warn("join refused", "peer", peer, "node_name", jreq.NodeName, "err", err)
+		_ = writeResponse(w, codeRefused, []byte(err.Error()))
+		return
+	}
+	out, err := json.Marshal(jr)
+	if err != nil {
+		_ = writeResponse(w, codeInternal, []byte(err.Error()))
+		return
+	}
+	n.log.Info("join accepted", "peer", peer, "node_name", jreq.NodeName)
+	_ = writeResponse(w, statusOK, out)
 }
 
 func (n *Node) admit(req *joinRequest) (*joinResponse, error) {

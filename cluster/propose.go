@@ -2,7 +2,6 @@ package cluster
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -108,14 +107,12 @@ func (n *Node) proposeOnce(ctx context.Context, data []byte) (idx uint64, res st
 		return 0, res, false, errNoLeader
 	}
 	timeout := time.Until(deadlineOf(ctx))
-	h, _, err := n.rpc.call(string(leaderAddr), &rpcHeader{Method: methodApply, Command: data}, nil, timeout)
+	out, err := n.rpc.call(string(leaderAddr), methodApply, data, timeout)
 	if err != nil {
 		var re *rpcError
 		switch {
-		case errors.As(err, &re) && re.Code == errCodeNotLead:
+		case errors.As(err, &re) && re.Code == codeNotLeader:
 			return 0, res, false, err
-		case errors.As(err, &re) && re.Code == errCodeUnknown:
-			return 0, res, true, err
 		case errors.As(err, &re):
 			return 0, res, true, err
 		case errors.Is(err, errSent):
@@ -124,10 +121,11 @@ func (n *Node) proposeOnce(ctx context.Context, data []byte) (idx uint64, res st
 			return 0, res, false, err
 		}
 	}
-	if err := json.Unmarshal(h.Result, &res); err != nil {
+	idx, res, err = decodeApplyResult(out)
+	if err != nil {
 		return 0, res, true, fmt.Errorf("decode forwarded result: %w", err)
 	}
-	return h.Index, res, false, nil
+	return idx, res, false, nil
 }
 
 // applyLocal applies on this node, which believes it leads.
@@ -154,25 +152,20 @@ func (n *Node) applyLocal(ctx context.Context, data []byte) (uint64, storage.Res
 	return f.Index(), res, false, nil
 }
 
-// handleApply serves a forwarded proposal on the leader.
-func (n *Node) handleApply(h *rpcHeader) *rpcHeader {
+// handleApply serves a forwarded proposal on the leader, within the
+// caller's deadline (ctx).
+func (n *Node) handleApply(ctx context.Context, cmd []byte) ([]byte, error) {
 	if n.raft.State() != raft.Leader {
-		return &rpcHeader{Code: errCodeNotLead, Error: "not the leader"}
+		return nil, &rpcError{Code: codeNotLeader, Msg: "not the leader"}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ProposeTimeout)
-	defer cancel()
-	idx, res, sent, err := n.applyLocal(ctx, h.Command)
+	idx, res, sent, err := n.applyLocal(ctx, cmd)
 	if err != nil {
 		if sent {
-			return &rpcHeader{Code: errCodeUnknown, Error: err.Error()}
+			return nil, &rpcError{Code: codeUnknown, Msg: err.Error()}
 		}
-		return &rpcHeader{Code: errCodeNotLead, Error: err.Error()}
+		return nil, &rpcError{Code: codeNotLeader, Msg: err.Error()}
 	}
-	b, err := json.Marshal(res)
-	if err != nil {
-		return &rpcHeader{Code: errCodeUnknown, Error: err.Error()}
-	}
-	return &rpcHeader{Index: idx, Result: b}
+	return encodeApplyResult(idx, res), nil
 }
 
 func deadlineOf(ctx context.Context) time.Time {

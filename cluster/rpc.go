@@ -3,125 +3,291 @@ package cluster
 import (
 	"bufio"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"sync"
 	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/raftmail/raftmail/storage"
 )
 
-// Wire format of an internal RPC (requests and responses alike):
+// Wire format of an internal RPC, version 2. Every frame starts with the
+// version, so that a node meeting another version refuses cleanly:
 //
-//	uint32 big-endian header length | JSON header | uint64 big-endian body length | body
+//	request:  u8 version | u8 method | u32 timeout in ms (0 = none) | u32 length | payload
+//	response: u8 version | u8 status | u32 length | payload
 //
-// The body carries blob bytes; everything else is in the header.
+// Status 0 is success and the payload is the method's result; any other
+// status is an error code and the payload its text. Payloads are typed per
+// method (rpcmsg.go). A stream of blob bytes (blob.put of a blob larger than
+// one chunk, after the request; blob.get, after a successful response) is a
+// run of chunks, `u32 length | bytes`, ended by a zero length.
 const (
-	maxHeaderLen = 1 << 20
-	maxBodyLen   = 256 << 20
+	rpcVersion   byte = 2
+	maxPayload        = 16 << 20
+	maxChunkWire      = storage.BlobChunkSize
 )
 
-// rpcHeader is the union of all request and response headers.
-type rpcHeader struct {
-	Method string `json:"m,omitempty"`
-
-	// Errors: Code is one of the errCode* values; Error is for the log.
-	Code  string `json:"code,omitempty"`
-	Error string `json:"err,omitempty"`
-
-	Command []byte          `json:"cmd,omitempty"`    // apply
-	Index   uint64          `json:"index,omitempty"`  // apply response
-	Result  json.RawMessage `json:"result,omitempty"` // apply response (storage.Result)
-	Hash    string          `json:"hash,omitempty"`   // blob.put, blob.get
-	ID      string          `json:"id,omitempty"`     // addvoter, remove
-	Addr    string          `json:"addr,omitempty"`   // addvoter
-	Status  *NodeStatus     `json:"status,omitempty"` // status response
-	Join    *joinRequest    `json:"join,omitempty"`
-	Joined  *joinResponse   `json:"joined,omitempty"`
-}
+// method numbers are never reused.
+type method byte
 
 const (
-	methodApply        = "apply"
-	methodBlobPut      = "blob.put"
-	methodBlobGet      = "blob.get"
-	methodStatus       = "status"
-	methodAddVoter     = "addvoter"
-	methodRemove       = "remove"
-	methodTransfer     = "transfer"
-	methodJoin         = "join"
-	errCodeNotLead     = "not_leader"
-	errCodeUnknown     = "unknown_outcome"
-	errCodeNotFound    = "not_found"
-	errCodeRefused     = "refused"
-	errCodeInternal    = "internal"
-	errCodeUnknownNode = "unknown_node"
+	methodApply    method = 1
+	methodBlobPut  method = 2
+	methodBlobGet  method = 3
+	methodStatus   method = 4
+	methodAddVoter method = 5
+	methodRemove   method = 6
+	methodTransfer method = 7
+	methodJoin     method = 8
 )
 
-func writeFrame(w *bufio.Writer, h *rpcHeader, body []byte) error {
-	hb, err := json.Marshal(h)
-	if err != nil {
-		return err
+func (m method) String() string {
+	switch m {
+	case methodApply:
+		return "apply"
+	case methodBlobPut:
+		return "blob.put"
+	case methodBlobGet:
+		return "blob.get"
+	case methodStatus:
+		return "status"
+	case methodAddVoter:
+		return "addvoter"
+	case methodRemove:
+		return "remove"
+	case methodTransfer:
+		return "transfer"
+	case methodJoin:
+		return "join"
 	}
-	var n [8]byte
-	binary.BigEndian.PutUint32(n[:4], uint32(len(hb)))
-	if _, err := w.Write(n[:4]); err != nil {
-		return err
-	}
-	if _, err := w.Write(hb); err != nil {
-		return err
-	}
-	binary.BigEndian.PutUint64(n[:], uint64(len(body)))
-	if _, err := w.Write(n[:]); err != nil {
-		return err
-	}
-	if _, err := w.Write(body); err != nil {
-		return err
-	}
-	return w.Flush()
+	return fmt.Sprintf("method(%d)", byte(m))
 }
 
-func readFrame(r *bufio.Reader) (*rpcHeader, []byte, error) {
-	var n [8]byte
-	if _, err := io.ReadFull(r, n[:4]); err != nil {
-		return nil, nil, err
+// Status codes of a response; numbers are never reused.
+const (
+	statusOK          byte = 0
+	codeNotLeader     byte = 1 // this node does not lead: nothing was done
+	codeUnknown       byte = 2 // the command may have been committed
+	codeNotFound      byte = 3
+	codeRefused       byte = 4
+	codeInternal      byte = 5
+	codeUnknownNode   byte = 6
+	codeNoSpace       byte = 7 // below the free-space floor: nothing stored
+	codeVersion       byte = 8 // the request's version is not spoken here
+	codeCorrupt       byte = 9 // blob bytes that do not match their hash
+	codeUnknownMethod byte = 10
+)
+
+// rpcRequest is one request as read by the server.
+type rpcRequest struct {
+	method  method
+	timeout time.Duration // 0: the caller gave none
+	payload []byte
+}
+
+// errFrame marks a malformed frame: the connection is closed.
+var errFrame = errors.New("cluster rpc: malformed frame")
+
+func writeRequest(w *bufio.Writer, m method, timeout time.Duration, payload []byte) error {
+	var h [10]byte
+	h[0], h[1] = rpcVersion, byte(m)
+	ms := timeout.Milliseconds()
+	if ms < 0 {
+		ms = 0
 	}
-	hl := binary.BigEndian.Uint32(n[:4])
-	if hl == 0 || hl > maxHeaderLen {
-		return nil, nil, fmt.Errorf("rpc: header length %d out of range", hl)
+	if ms > 1<<32-1 {
+		ms = 1<<32 - 1
 	}
-	hb := make([]byte, hl)
-	if _, err := io.ReadFull(r, hb); err != nil {
-		return nil, nil, err
+	binary.BigEndian.PutUint32(h[2:], uint32(ms))
+	binary.BigEndian.PutUint32(h[6:], uint32(len(payload)))
+	if _, err := w.Write(h[:]); err != nil {
+		return err
 	}
-	var h rpcHeader
-	if err := json.Unmarshal(hb, &h); err != nil {
-		return nil, nil, fmt.Errorf("rpc: bad header: %w", err)
+	_, err := w.Write(payload)
+	return err
+}
+
+// readRequest reads one request. A request of another version is
+// errVersion (the caller answers codeVersion and closes).
+func readRequest(r *bufio.Reader) (*rpcRequest, error) {
+	var h [10]byte
+	if _, err := io.ReadFull(r, h[:1]); err != nil {
+		return nil, err
 	}
-	if _, err := io.ReadFull(r, n[:]); err != nil {
-		return nil, nil, err
+	if h[0] != rpcVersion {
+		return nil, fmt.Errorf("%w: version %d (this node speaks %d)", errVersion, h[0], rpcVersion)
 	}
-	bl := binary.BigEndian.Uint64(n[:])
-	if bl > maxBodyLen {
-		return nil, nil, fmt.Errorf("rpc: body length %d out of range", bl)
+	if _, err := io.ReadFull(r, h[1:]); err != nil {
+		return nil, err
 	}
-	var body []byte
-	if bl > 0 {
-		body = make([]byte, bl)
-		if _, err := io.ReadFull(r, body); err != nil {
-			return nil, nil, err
+	n := binary.BigEndian.Uint32(h[6:])
+	if n > maxPayload {
+		return nil, fmt.Errorf("%w: payload of %d bytes", errFrame, n)
+	}
+	req := &rpcRequest{method: method(h[1]), timeout: time.Duration(binary.BigEndian.Uint32(h[2:])) * time.Millisecond}
+	req.payload = make([]byte, n)
+	if _, err := io.ReadFull(r, req.payload); err != nil {
+		return nil, err
+	}
+	return req, nil
+}
+
+var errVersion = errors.New("cluster rpc: unsupported protocol version")
+
+func writeResponse(w *bufio.Writer, status byte, payload []byte) error {
+	var h [6]byte
+	h[0], h[1] = rpcVersion, status
+	binary.BigEndian.PutUint32(h[2:], uint32(len(payload)))
+	if _, err := w.Write(h[:]); err != nil {
+		return err
+	}
+	_, err := w.Write(payload)
+	return err
+}
+
+// readResponse reads one response: the payload on success, else a
+// *rpcError.
+func readResponse(r *bufio.Reader) ([]byte, error) {
+	var h [6]byte
+	if _, err := io.ReadFull(r, h[:]); err != nil {
+		return nil, err
+	}
+	if h[0] != rpcVersion {
+		return nil, fmt.Errorf("%w: peer answered with version %d (this node speaks %d)", errVersion, h[0], rpcVersion)
+	}
+	n := binary.BigEndian.Uint32(h[2:])
+	if n > maxPayload {
+		return nil, fmt.Errorf("%w: payload of %d bytes", errFrame, n)
+	}
+	payload := make([]byte, n)
+	if _, err := io.ReadFull(r, payload); err != nil {
+		return nil, err
+	}
+	if h[1] != statusOK {
+		return nil, &rpcError{Code: h[1], Msg: string(payload)}
+	}
+	return payload, nil
+}
+
+// writeChunk writes one chunk of a blob stream; an empty p ends it.
+func writeChunk(w *bufio.Writer, p []byte) error {
+	var h [4]byte
+	binary.BigEndian.PutUint32(h[:], uint32(len(p)))
+	if _, err := w.Write(h[:]); err != nil {
+		return err
+	}
+	_, err := w.Write(p)
+	return err
+}
+
+// copyChunks sends what r holds as a blob stream (ended), in chunks of at
+// most len(buf), and returns the number of bytes sent.
+func copyChunks(w *bufio.Writer, r io.Reader, buf []byte) (int64, error) {
+	var total int64
+	for {
+		n, err := io.ReadFull(r, buf)
+		if n > 0 {
+			if werr := writeChunk(w, buf[:n]); werr != nil {
+				return total, werr
+			}
+			total += int64(n)
+		}
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return total, writeChunk(w, nil)
+		}
+		if err != nil {
+			return total, errSource{err}
 		}
 	}
-	return &h, body, nil
 }
 
-// rpcError is an error answered by the remote node.
+// errSource is a failure to read the local source of a blob stream (not
+// the connection's fault).
+type errSource struct{ err error }
+
+func (e errSource) Error() string { return "read blob source: " + e.err.Error() }
+func (e errSource) Unwrap() error { return e.err }
+
+// readChunks copies a blob stream from r to w, in chunks of at most
+// maxChunkWire bytes, with at most limit bytes in all (limit < 0: no
+// limit). buf must hold maxChunkWire bytes. With a nil w the bytes are
+// read and dropped. A failure of w does not stop the reading: the stream
+// is drained so the connection stays usable, and the first error of w is
+// returned as werr.
+func readChunks(r *bufio.Reader, w io.Writer, limit int64, buf []byte) (n int64, werr, err error) {
+	var h [4]byte
+	for {
+		if _, err := io.ReadFull(r, h[:]); err != nil {
+			return n, werr, err
+		}
+		k := binary.BigEndian.Uint32(h[:])
+		if k == 0 {
+			return n, werr, nil
+		}
+		if k > maxChunkWire || limit >= 0 && n+int64(k) > limit {
+			return n, werr, fmt.Errorf("%w: chunk of %d bytes after %d", errFrame, k, n)
+		}
+		if _, err := io.ReadFull(r, buf[:k]); err != nil {
+			return n, werr, err
+		}
+		n += int64(k)
+		if w != nil && werr == nil {
+			if _, err := w.Write(buf[:k]); err != nil {
+				werr = err
+			}
+		}
+	}
+}
+
+// chunkBufs are the buffers blob streams are read and written through.
+var chunkBufs = sync.Pool{New: func() any { b := make([]byte, maxChunkWire); return &b }}
+
+// rpcError is an error answered by the remote node. It matches the
+// sentinel its code stands for with errors.Is.
 type rpcError struct {
-	Code string
+	Code byte
 	Msg  string
 }
 
-func (e *rpcError) Error() string { return fmt.Sprintf("remote: %s: %s", e.Code, e.Msg) }
+func (e *rpcError) Error() string { return "remote: " + e.Msg }
+
+func (e *rpcError) Unwrap() error {
+	switch e.Code {
+	case codeNotLeader:
+		return raft.ErrNotLeader
+	case codeNotFound:
+		return storage.ErrNotFound
+	case codeUnknownNode:
+		return ErrUnknownNode
+	case codeCorrupt:
+		return storage.ErrCorrupt
+	case codeVersion:
+		return errVersion
+	}
+	return nil
+}
+
+// codeOf is the status code that answers err.
+func codeOf(err error) byte {
+	switch {
+	case errors.Is(err, raft.ErrNotLeader):
+		return codeNotLeader
+	case errors.Is(err, storage.ErrNotFound):
+		return codeNotFound
+	case errors.Is(err, ErrUnknownNode):
+		return codeUnknownNode
+	case errors.Is(err, storage.ErrCorrupt):
+		return codeCorrupt
+	case errors.Is(err, errVersion):
+		return codeVersion
+	}
+	return codeInternal
+}
 
 // errSent marks a transport failure after the request may have reached the
 // peer: the caller cannot know whether it was acted on.
@@ -172,8 +338,8 @@ type rpcClient struct {
 const maxIdlePerPeer = 128
 
 // rpcBufSize is the read and write buffer of each RPC connection, at either
-// end: one TLS record. Larger bodies (blobs) bypass the buffers, and a busy
-// node keeps dozens of these connections open per peer.
+// end: one TLS record. Larger payloads (blob chunks) bypass the buffers,
+// and a busy node keeps dozens of these connections open per peer.
 const rpcBufSize = 16 << 10
 
 func newRPCClient(d *dialer) *rpcClient {
@@ -216,30 +382,62 @@ func (c *rpcClient) put(addr string, rc *rpcConn) {
 	c.mu.idle[addr] = append(c.mu.idle[addr], rc)
 }
 
-// call sends one request and reads its response. A failure to connect is
-// returned as is; a failure after the request was written wraps errSent.
-// A remote error is returned as *rpcError.
-func (c *rpcClient) call(addr string, req *rpcHeader, body []byte, timeout time.Duration) (*rpcHeader, []byte, error) {
+// exchange is one request on a pooled connection: send writes the
+// request (and any stream after it), recv reads the response (and any
+// stream after it). A failure to connect is returned as is; a transport
+// failure after the request may have been written wraps errSent; a remote
+// error is an *rpcError. The connection goes back to the pool only after
+// a complete exchange.
+func (c *rpcClient) exchange(addr string, timeout time.Duration, send func(w *bufio.Writer) error, recv func(r *bufio.Reader) error) error {
+	if timeout <= 0 {
+		return fmt.Errorf("cluster rpc to %s: %w", addr, errDeadline)
+	}
 	rc, err := c.get(addr, timeout)
 	if err != nil {
-		return nil, nil, err
+		return err
 	}
 	_ = rc.c.SetDeadline(time.Now().Add(timeout))
-	if err := writeFrame(rc.w, req, body); err != nil {
-		_ = rc.c.Close()
-		return nil, nil, fmt.Errorf("%w: %v", errSent, err)
+	err = send(rc.w)
+	if err == nil {
+		err = rc.w.Flush()
 	}
-	resp, rbody, err := readFrame(rc.r)
 	if err != nil {
 		_ = rc.c.Close()
-		return nil, nil, fmt.Errorf("%w: %v", errSent, err)
+		var se errSource
+		if errors.As(err, &se) {
+			// The request is incomplete, so the peer does nothing with it.
+			return err
+		}
+		return fmt.Errorf("%w: %w", errSent, err)
+	}
+	if err := recv(rc.r); err != nil {
+		var re *rpcError
+		if errors.As(err, &re) {
+			_ = rc.c.SetDeadline(time.Time{})
+			c.put(addr, rc)
+			return err
+		}
+		_ = rc.c.Close()
+		return fmt.Errorf("%w: %w", errSent, err)
 	}
 	_ = rc.c.SetDeadline(time.Time{})
 	c.put(addr, rc)
-	if resp.Code != "" {
-		return resp, rbody, &rpcError{Code: resp.Code, Msg: resp.Error}
-	}
-	return resp, rbody, nil
+	return nil
+}
+
+var errDeadline = errors.New("deadline already passed")
+
+// call sends one request with payload and returns the response payload.
+func (c *rpcClient) call(addr string, m method, payload []byte, timeout time.Duration) ([]byte, error) {
+	var out []byte
+	err := c.exchange(addr, timeout,
+		func(w *bufio.Writer) error { return writeRequest(w, m, timeout, payload) },
+		func(r *bufio.Reader) error {
+			var err error
+			out, err = readResponse(r)
+			return err
+		})
+	return out, err
 }
 
 func (c *rpcClient) close() {

@@ -3,7 +3,9 @@ package cluster
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"time"
@@ -16,8 +18,12 @@ import (
 // rpcIdleTimeout closes an RPC connection nobody has used for a while.
 const rpcIdleTimeout = 5 * time.Minute
 
+// defaultRPCTimeout bounds serving a request whose caller sent no timeout.
+const defaultRPCTimeout = 30 * time.Second
+
 // serveRPC answers requests on one mutual-TLS connection until it closes.
-// A malformed frame closes the connection and is logged.
+// A malformed frame closes the connection and is logged; a request of
+// another protocol version is answered with codeVersion first.
 func (n *Node) serveRPC(c net.Conn) {
 	defer c.Close()
 	peer := c.RemoteAddr().String()
@@ -25,54 +31,97 @@ func (n *Node) serveRPC(c net.Conn) {
 	w := bufio.NewWriterSize(c, rpcBufSize)
 	for {
 		_ = c.SetReadDeadline(time.Now().Add(rpcIdleTimeout))
-		h, body, err := readFrame(r)
+		req, err := readRequest(r)
 		if err != nil {
+			if errors.Is(err, errVersion) {
+				n.log.Warn("cluster rpc: refused a peer of another version", "peer", peer, "err", err)
+				_ = c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+				_ = writeResponse(w, codeVersion, []byte(err.Error()))
+				_ = w.Flush()
+				return
+			}
 			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
 				n.log.Warn("cluster rpc: closing connection", "peer", peer, "err", err)
 			}
 			return
 		}
-		_ = c.SetReadDeadline(time.Time{})
-		resp, rbody := n.dispatch(h, body)
-		_ = c.SetWriteDeadline(time.Now().Add(time.Minute))
-		if err := writeFrame(w, resp, rbody); err != nil {
-			n.log.Warn("cluster rpc: write failed", "peer", peer, "err", err)
+		timeout := req.timeout
+		if timeout == 0 {
+			timeout = defaultRPCTimeout
+		}
+		deadline := time.Now().Add(timeout)
+		_ = c.SetDeadline(deadline)
+		ctx, cancel := context.WithDeadline(context.Background(), deadline)
+		err = n.dispatch(ctx, req, r, w)
+		cancel()
+		if err == nil {
+			err = w.Flush()
+		}
+		if err != nil {
+			n.log.Warn("cluster rpc: closing connection", "peer", peer, "method", req.method.String(), "err", err)
 			return
 		}
 	}
 }
 
-func (n *Node) dispatch(h *rpcHeader, body []byte) (*rpcHeader, []byte) {
-	switch h.Method {
+// dispatch serves one request and writes its response (not flushed). An
+// error means the connection can no longer be trusted and must close.
+func (n *Node) dispatch(ctx context.Context, req *rpcRequest, r *bufio.Reader, w *bufio.Writer) error {
+	answer := func(payload []byte, err error) error {
+		if err != nil {
+			var re *rpcError
+			if errors.As(err, &re) {
+				return writeResponse(w, re.Code, []byte(re.Msg))
+			}
+			return writeResponse(w, codeOf(err), []byte(err.Error()))
+		}
+		return writeResponse(w, statusOK, payload)
+	}
+	switch req.method {
 	case methodApply:
-		return n.handleApply(h), nil
+		return answer(n.handleApply(ctx, req.payload))
 	case methodBlobPut:
-		return n.handleBlobPut(h, body), nil
+		return n.handleBlobPut(ctx, req.payload, r, w)
 	case methodBlobGet:
-		return n.handleBlobGet(h)
+		return n.handleBlobGet(req.payload, w)
 	case methodStatus:
 		st := n.LocalStatus()
-		return &rpcHeader{Status: &st}, nil
+		b, err := json.Marshal(st)
+		return answer(b, err)
 	case methodAddVoter:
-		return n.handleAddVoter(h), nil
+		id, addr, err := decodeAddVoter(req.payload)
+		if err != nil {
+			return err
+		}
+		return answer(nil, n.leaderOnly(func() error { return n.addVoterLocal(id, addr) }))
 	case methodRemove:
-		return n.handleRemove(h), nil
+		id := string(req.payload)
+		return answer(nil, n.leaderOnly(func() error { return n.removeLocal(id) }))
 	case methodTransfer:
-		if n.raft.State() != raft.Leader {
-			return &rpcHeader{Code: errCodeNotLead, Error: "not the leader"}, nil
-		}
-		if err := n.raft.LeadershipTransfer().Error(); err != nil {
-			return &rpcHeader{Code: errCodeInternal, Error: err.Error()}, nil
-		}
-		return &rpcHeader{}, nil
+		return answer(nil, n.leaderOnly(func() error { return n.raft.LeadershipTransfer().Error() }))
 	default:
-		return &rpcHeader{Code: errCodeRefused, Error: "unknown method " + h.Method}, nil
+		return writeResponse(w, codeUnknownMethod, []byte("unknown method "+req.method.String()))
 	}
 }
 
+// leaderOnly runs f if this node leads, else answers "not the leader".
+func (n *Node) leaderOnly(f func() error) error {
+	if n.raft.State() != raft.Leader {
+		return &rpcError{Code: codeNotLeader, Msg: "not the leader"}
+	}
+	if err := f(); err != nil {
+		switch {
+		case errors.Is(err, raft.ErrNotLeader), errors.Is(err, ErrUnknownNode):
+			return err
+		}
+		return &rpcError{Code: codeRefused, Msg: err.Error()}
+	}
+	return nil
+}
+
 // onLeader runs fn on the leader: locally when this node leads, otherwise
-// by forwarding req. Used by membership changes.
-func (n *Node) onLeader(ctx context.Context, req *rpcHeader, local func() error) error {
+// by forwarding m with payload. Used by membership changes.
+func (n *Node) onLeader(ctx context.Context, m method, payload []byte, local func() error) error {
 	for {
 		if n.raft.State() == raft.Leader {
 			err := local()
@@ -80,18 +129,11 @@ func (n *Node) onLeader(ctx context.Context, req *rpcHeader, local func() error)
 				return err
 			}
 		} else if addr, _ := n.raft.LeaderWithID(); addr != "" {
-			_, _, err := n.rpc.call(string(addr), req, nil, time.Until(deadlineOf(ctx)))
-			var re *rpcError
+			_, err := n.rpc.call(string(addr), m, payload, time.Until(deadlineOf(ctx)))
 			if err == nil {
 				return nil
 			}
-			if !errors.As(err, &re) || re.Code != errCodeNotLead {
-				if errors.As(err, &re) && re.Code == errCodeUnknownNode {
-					return ErrUnknownNode
-				}
-				if errors.As(err, &re) {
-					return errors.New(re.Msg)
-				}
+			if !errors.Is(err, raft.ErrNotLeader) {
 				return err
 			}
 		}
@@ -107,7 +149,7 @@ func (n *Node) onLeader(ctx context.Context, req *rpcHeader, local func() error)
 
 // AddVoter makes id (at cluster address addr) a voter, from any node.
 func (n *Node) AddVoter(ctx context.Context, id, addr string) error {
-	return n.onLeader(ctx, &rpcHeader{Method: methodAddVoter, ID: id, Addr: addr}, func() error {
+	return n.onLeader(ctx, methodAddVoter, encodeAddVoter(id, addr), func() error {
 		return n.addVoterLocal(id, addr)
 	})
 }
@@ -128,7 +170,7 @@ func (n *Node) addVoterLocal(id, addr string) error {
 
 // RemoveServer removes a node from the Raft configuration, from any node.
 func (n *Node) RemoveServer(ctx context.Context, id string) error {
-	return n.onLeader(ctx, &rpcHeader{Method: methodRemove, ID: id}, func() error {
+	return n.onLeader(ctx, methodRemove, []byte(id), func() error {
 		return n.removeLocal(id)
 	})
 }
@@ -154,57 +196,69 @@ func (n *Node) removeLocal(id string) error {
 	return n.raft.RemoveServer(raft.ServerID(id), 0, 30*time.Second).Error()
 }
 
-func (n *Node) handleAddVoter(h *rpcHeader) *rpcHeader {
-	if n.raft.State() != raft.Leader {
-		return &rpcHeader{Code: errCodeNotLead, Error: "not the leader"}
-	}
-	if err := n.addVoterLocal(h.ID, h.Addr); err != nil {
-		if errors.Is(err, raft.ErrNotLeader) {
-			return &rpcHeader{Code: errCodeNotLead, Error: err.Error()}
-		}
-		return &rpcHeader{Code: errCodeInternal, Error: err.Error()}
-	}
-	return &rpcHeader{}
-}
-
-func (n *Node) handleRemove(h *rpcHeader) *rpcHeader {
-	if n.raft.State() != raft.Leader {
-		return &rpcHeader{Code: errCodeNotLead, Error: "not the leader"}
-	}
-	if err := n.removeLocal(h.ID); err != nil {
-		if errors.Is(err, ErrUnknownNode) {
-			return &rpcHeader{Code: errCodeUnknownNode, Error: err.Error()}
-		}
-		if errors.Is(err, raft.ErrNotLeader) {
-			return &rpcHeader{Code: errCodeNotLead, Error: err.Error()}
-		}
-		return &rpcHeader{Code: errCodeRefused, Error: err.Error()}
-	}
-	return &rpcHeader{}
-}
-
-func (n *Node) handleBlobPut(h *rpcHeader, body []byte) *rpcHeader {
-	hash, err := storage.ParseHash(h.Hash)
+// handleBlobPut stores a blob a peer pushes: inline in the request, or as
+// a stream that goes to the store chunk by chunk as it arrives, hashed on
+// the way (the only hash this node computes for it). A refusal still reads
+// the whole stream, so the connection stays usable.
+func (n *Node) handleBlobPut(ctx context.Context, payload []byte, r *bufio.Reader, w *bufio.Writer) error {
+	m, err := decodeBlobPut(payload)
 	if err != nil {
-		return &rpcHeader{Code: errCodeRefused, Error: err.Error()}
+		return err
 	}
-	if err := n.store.PutBlob(hash, body); err != nil {
-		return &rpcHeader{Code: errCodeInternal, Error: err.Error()}
+	bw := n.store.NewBlobWriter(m.hash, true)
+	if !m.streamed {
+		if _, err := bw.Write(m.inline); err != nil {
+			bw.Abort()
+			return n.blobPutFailed(w, m, err)
+		}
+	} else {
+		bp := chunkBufs.Get().(*[]byte)
+		got, werr, err := readChunks(r, bw, m.size, *bp)
+		chunkBufs.Put(bp)
+		if err != nil {
+			bw.Abort()
+			return err
+		}
+		if werr != nil {
+			bw.Abort()
+			return n.blobPutFailed(w, m, werr)
+		}
+		if got != m.size {
+			bw.Abort()
+			return writeResponse(w, codeRefused, fmt.Appendf(nil, "blob %s: %d bytes sent, %d announced", m.hash, got, m.size))
+		}
 	}
-	return &rpcHeader{}
+	if err := bw.Commit(); err != nil {
+		return n.blobPutFailed(w, m, err)
+	}
+	return writeResponse(w, statusOK, nil)
 }
 
-func (n *Node) handleBlobGet(h *rpcHeader) (*rpcHeader, []byte) {
-	hash, err := storage.ParseHash(h.Hash)
+func (n *Node) blobPutFailed(w *bufio.Writer, m blobPutRequest, err error) error {
+	n.log.Warn("cluster rpc: blob not stored", "hash", m.hash.String(), "size", m.size, "err", err)
+	return writeResponse(w, codeOf(err), []byte(err.Error()))
+}
+
+// handleBlobGet answers with the blob as a stream, read chunk by chunk
+// from the store.
+func (n *Node) handleBlobGet(payload []byte, w *bufio.Writer) error {
+	h, err := decodeHash(payload)
 	if err != nil {
-		return &rpcHeader{Code: errCodeRefused, Error: err.Error()}, nil
+		return err
 	}
-	data, err := n.store.Blob(hash)
+	rd, err := n.store.OpenBlob(h)
 	if err != nil {
 		if errors.Is(err, storage.ErrNotFound) {
-			return &rpcHeader{Code: errCodeNotFound, Error: "blob not here"}, nil
+			return writeResponse(w, codeNotFound, []byte("blob not here"))
 		}
-		return &rpcHeader{Code: errCodeInternal, Error: err.Error()}, nil
+		return writeResponse(w, codeOf(err), []byte(err.Error()))
 	}
-	return &rpcHeader{}, data
+	defer rd.Close()
+	if err := writeResponse(w, statusOK, nil); err != nil {
+		return err
+	}
+	bp := chunkBufs.Get().(*[]byte)
+	defer chunkBufs.Put(bp)
+	_, err = copyChunks(w, rd, *bp)
+	return err
 }

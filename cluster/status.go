@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"encoding/json"
 	"sort"
 	"sync"
 	"time"
@@ -117,16 +118,16 @@ func (n *Node) ClusterStatus(ctx context.Context) []NodeStatus {
 			if d, ok := ctx.Deadline(); ok && time.Until(d) < timeout {
 				timeout = time.Until(d)
 			}
-			h, _, err := n.rpc.call(t.addr, &rpcHeader{Method: methodStatus}, nil, timeout)
-			if err != nil || h.Status == nil {
-				st := NodeStatus{Name: t.id, ClusterAddr: t.addr, Voter: voters[t.id]}
-				if err != nil {
-					st.Error = err.Error()
-				}
-				out[i] = st
+			b, err := n.rpc.call(t.addr, methodStatus, nil, timeout)
+			var st NodeStatus
+			if err == nil {
+				err = json.Unmarshal(b, &st)
+			}
+			if err != nil {
+				out[i] = NodeStatus{Name: t.id, ClusterAddr: t.addr, Voter: voters[t.id], Error: err.Error()}
 				return
 			}
-			out[i] = *h.Status
+			out[i] = st
 		}(i, t)
 	}
 	wg.Wait()

@@ -526,3 +526,24 @@ func (s *Store) recheckWanted(hs []Hash) {
 		panic(fmt.Sprintf("storage: commit wanted blobs: %v", err))
 	}
 }
+
+// DropBlob deletes the local copy of blob h (a copy found damaged, or to
+// test repair). If metadata references it, it becomes wanted and the
+// cluster fetches it again.
+func (s *Store) DropBlob(h Hash) error {
+	s.lockBlob(h)
+	defer s.unlockBlob(h)
+	b := s.db.NewBatch()
+	defer b.Close()
+	lo, hi := chunkBounds(h)
+	_ = b.Delete(blobKey(h), nil)
+	_ = b.Delete(headerKey(h), nil)
+	_ = b.DeleteRange(lo, hi, nil)
+	if ok, err := s.hasKey(blobRefKey(h)); err == nil && ok {
+		_ = b.Set(wantedKey(h), nil, nil)
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		return fmt.Errorf("storage: drop blob %s: %w", h, err)
+	}
+	return nil
+}
