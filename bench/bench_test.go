@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/raftmail/raftmail/cluster/clustertest"
+	"github.com/raftmail/raftmail/protocol/accept"
 	"github.com/raftmail/raftmail/protocol/auth"
 	"github.com/raftmail/raftmail/protocol/imap"
 	"github.com/raftmail/raftmail/protocol/pop3"
@@ -60,8 +61,12 @@ func startServer(t *testing.T) server {
 		})
 	}
 
+	ap, err := accept.New(accept.Config{Cluster: n.Node, SpoolDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
 	ms, err := smtp.New(smtp.Config{Mode: smtp.ModeMX, Hostname: "mx.example.test", NodeName: n.Name,
-		TLS: tlsCfg, Cluster: n.Node, Store: n.Store, Auth: checker, Logger: clustertest.Logger()})
+		TLS: tlsCfg, Accept: ap, Store: n.Store, Auth: checker, Logger: clustertest.Logger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +75,7 @@ func startServer(t *testing.T) server {
 	go ms.Serve(ln)
 	stop(ms.Shutdown)
 
-	is, err := imap.New(imap.Config{Cluster: n.Node, Store: n.Store, Auth: checker, TLS: tlsCfg,
+	is, err := imap.New(imap.Config{Cluster: n.Node, Accept: ap, Store: n.Store, Auth: checker, TLS: tlsCfg,
 		Logger: clustertest.Logger(), NodeName: n.Name, InsecureAuth: true})
 	if err != nil {
 		t.Fatal(err)

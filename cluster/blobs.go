@@ -34,20 +34,11 @@ func (n *Node) voters() (map[string]string, error) {
 	return out, nil
 }
 
-// BlobSource is a blob to store: its hash and size, and Open, which returns
-// a new reader of its bytes from the start each time it is called (one per
-// copy being written; they run in parallel and may outlive StoreBlobFrom).
-type BlobSource struct {
-	Hash storage.Hash
-	Size int64
-	Open func() (io.ReadCloser, error)
-}
-
 // StoreBlob stores data as a blob on a majority of voters and returns its
 // hash (StoreBlobFrom).
 func (n *Node) StoreBlob(ctx context.Context, data []byte) (storage.Hash, error) {
 	h := storage.Hash(sha256.Sum256(data))
-	return h, n.StoreBlobFrom(ctx, BlobSource{Hash: h, Size: int64(len(data)), Open: func() (io.ReadCloser, error) {
+	return h, n.StoreBlobFrom(ctx, storage.BlobSource{Hash: h, Size: int64(len(data)), Open: func() (io.ReadCloser, error) {
 		return io.NopCloser(bytes.NewReader(data)), nil
 	}})
 }
@@ -60,7 +51,7 @@ func (n *Node) StoreBlob(ctx context.Context, data []byte) (storage.Hash, error)
 // majority cannot be reached before ctx ends it returns an error wrapping
 // ErrNoQuorum and the caller must not commit metadata that references the
 // blob.
-func (n *Node) StoreBlobFrom(ctx context.Context, src BlobSource) error {
+func (n *Node) StoreBlobFrom(ctx context.Context, src storage.BlobSource) error {
 	voters, err := n.voters()
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrNoQuorum, err)
@@ -122,7 +113,7 @@ func (n *Node) StoreBlobFrom(ctx context.Context, src BlobSource) error {
 }
 
 // storeLocal writes the source into the local store.
-func (n *Node) storeLocal(src BlobSource) error {
+func (n *Node) storeLocal(src storage.BlobSource) error {
 	rd, err := src.Open()
 	if err != nil {
 		return fmt.Errorf("local copy: %w", err)
@@ -146,7 +137,7 @@ func (n *Node) storeLocal(src BlobSource) error {
 
 // pushBlob sends the source to the peer at addr: inline when it fits in one
 // chunk, else as a stream.
-func (n *Node) pushBlob(addr string, src BlobSource, timeout time.Duration) error {
+func (n *Node) pushBlob(addr string, src storage.BlobSource, timeout time.Duration) error {
 	rd, err := src.Open()
 	if err != nil {
 		return err

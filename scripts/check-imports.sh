@@ -5,7 +5,8 @@
 #   storage/...    imports nothing internal
 #   cluster/...    storage
 #   protocol/X/... storage and protocol/auth; protocol/smtp and protocol/delivery may also
-#                  import protocol/mailauth. Not cluster (protocol packages
+#                  import protocol/mailauth; protocol/smtp, protocol/imap and
+#                  protocol/delivery may import protocol/accept. Not cluster (protocol packages
 #                  declare the small interfaces they need) and no other
 #                  protocol package.
 #   ops/...        cluster, storage, protocol/mailauth (DKIM key generation and
@@ -71,9 +72,14 @@ allowed() {
 		if [ "$to" = protocol/mailauth ] && { [ "$from" = protocol/smtp ] || [ "$from" = protocol/delivery ]; }; then
 			return 0
 		fi
+		# protocol/accept (the accept pipeline) is shared by what accepts mail.
+		if [ "$to" = protocol/accept ] && { [ "$from" = protocol/smtp ] || [ "$from" = protocol/imap ] || [ "$from" = protocol/delivery ]; }; then
+			return 0
+		fi
 		case $to in
 		cluster) echo "protocol packages may import only storage; declare the interface you need from cluster in $from" ;;
 		protocol/mailauth) echo "only protocol/smtp and protocol/delivery may import protocol/mailauth" ;;
+		protocol/accept) echo "only protocol/smtp, protocol/imap and protocol/delivery may import protocol/accept" ;;
 		*) echo "protocol packages may import only storage and protocol/auth, not each other; protocol/smtp and protocol/delivery may also import protocol/mailauth" ;;
 		esac
 		return 1

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 )
 
@@ -247,4 +248,15 @@ type QueueEntry struct {
 	LeaseUntil  time.Time
 	Hold        bool
 	LastError   string
+}
+
+// BlobSource is a blob to store: its hash and size, and Open, which returns
+// a new reader of its bytes from the start each time it is called (one per
+// copy being written; copies are written in parallel and may outlive the
+// call that started them, so the bytes must stay readable until every
+// reader is closed).
+type BlobSource struct {
+	Hash Hash
+	Size int64
+	Open func() (io.ReadCloser, error)
 }

@@ -48,6 +48,12 @@ type nodeConfig struct {
 	// cluster name given at init. Give every node the same value.
 	AuthServID  string `toml:"authserv_id,omitempty"`
 	SMTPOutPort int    `toml:"smtp_out_port,omitempty"`
+	// Accepting mail: the largest message (SMTP and IMAP APPEND), the
+	// node's budget of bytes in flight from unauthenticated senders, and
+	// of message bytes held in memory (0 = the defaults).
+	MaxMessageSize byteSize `toml:"max_message_size,omitempty"`
+	MXInFlight     byteSize `toml:"mx_inflight,omitempty"`
+	SpoolMemory    byteSize `toml:"spool_memory,omitempty"`
 
 	LogLevel  string `toml:"log_level,omitempty"`
 	LogFormat string `toml:"log_format,omitempty"`
@@ -170,6 +176,9 @@ func addNodeFlags(fs *pflag.FlagSet) {
 	fs.String("dns-resolver", "", `DNS server (host:port) for MX, address and TXT lookups (default: the system's resolver)`)
 	fs.String("authserv-id", "", "name of this cluster in Authentication-Results headers, the same on every node (default: the cluster name given at init)")
 	fs.Int("smtp-out-port", 0, "TCP port of remote MX hosts for outbound delivery; for tests (default 25)")
+	fs.String("max-message-size", "", "largest message accepted by SMTP and IMAP APPEND, e.g. 50MiB (default 50MiB)")
+	fs.String("mx-inflight", "", "bytes of mail from unauthenticated senders (MX) received or stored at once on this node; past it senders get 452 4.3.1 and retry later (default 512MiB)")
+	fs.String("spool-memory", "", "bytes of incoming messages held in memory on this node; the rest go to spool files in the data directory (default 64MiB)")
 	fs.String("log-level", "", "debug, info, warn or error (default info)")
 	fs.String("log-format", "", "text or json (default text)")
 	fs.Duration("raft-timeout", 0, "Raft heartbeat and election timeout (default 500ms)")
@@ -269,6 +278,12 @@ func loadNodeConfig(fs *pflag.FlagSet) (*nodeConfig, error) {
 		cfg.SMTPOutPort = n
 		return err
 	})
+	size := func(dst *byteSize) func(string) error {
+		return func(v string) error { return dst.UnmarshalText([]byte(v)) }
+	}
+	set("max-message-size", size(&cfg.MaxMessageSize))
+	set("mx-inflight", size(&cfg.MXInFlight))
+	set("spool-memory", size(&cfg.SpoolMemory))
 	set("log-level", str(&cfg.LogLevel))
 	set("log-format", str(&cfg.LogFormat))
 	set("raft-timeout", dur(&cfg.RaftTimeout))

@@ -11,6 +11,7 @@ import (
 	"syscall"
 
 	"github.com/raftmail/raftmail/cluster"
+	"github.com/raftmail/raftmail/protocol/accept"
 	"github.com/raftmail/raftmail/protocol/auth"
 	"github.com/raftmail/raftmail/protocol/delivery"
 	"github.com/raftmail/raftmail/protocol/imap"
@@ -22,6 +23,7 @@ import (
 // mailServers are a node's SMTP, submission, IMAP and POP3 listeners.
 type mailServers struct {
 	log       *slog.Logger
+	accept    *accept.Pipeline
 	wg        sync.WaitGroup
 	shutdowns []func(context.Context) error
 	listeners []net.Listener
@@ -50,12 +52,24 @@ func startMail(cfg *nodeConfig, rt *runtime, log *slog.Logger) (*mailServers, er
 		return nil, err
 	}
 	checker := auth.New(auth.Config{Store: rt.store, Logger: log.With("component", "auth")})
+	pipeline, err := accept.New(accept.Config{
+		Cluster:         rt.node,
+		SpoolDir:        cfg.path("spool"),
+		MaxMessageBytes: int64(cfg.MaxMessageSize),
+		SpoolMemory:     int64(cfg.SpoolMemory),
+		UnauthInFlight:  int64(cfg.MXInFlight),
+		Logger:          log.With("component", "accept"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	ms.accept = pipeline
 	resolver := mailauth.NewResolver(cfg.DNSResolver)
 	inbound := &mailauth.Checker{Resolver: resolver, AuthServID: authServID(cfg, rt)}
 	smtpServer := func(mode smtp.Mode, name string) (*smtp.Server, error) {
 		c := smtp.Config{
 			Mode: mode, Hostname: cfg.Hostname, NodeName: cfg.Name, TLS: tlsConf,
-			Cluster: rt.node, Store: rt.store, Auth: checker,
+			Accept: pipeline, Store: rt.store, Auth: checker, MaxMessageBytes: int64(cfg.MaxMessageSize),
 			Logger: log.With("component", name),
 		}
 		if mode == smtp.ModeMX {
@@ -117,7 +131,7 @@ func startMail(cfg *nodeConfig, rt *runtime, log *slog.Logger) (*mailServers, er
 	// Outbound delivery runs on every node: it delivers what the leader's
 	// scheduler leases to this node.
 	out, err := delivery.New(delivery.Config{
-		Hostname: cfg.Hostname, Cluster: rt.node, Store: rt.store,
+		Hostname: cfg.Hostname, Cluster: rt.node, Accept: pipeline, Store: rt.store,
 		Resolver: resolver, Port: cfg.SMTPOutPort,
 		Logger: log.With("component", "delivery"),
 	})

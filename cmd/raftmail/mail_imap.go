@@ -20,8 +20,9 @@ type mailListener struct {
 // imapListeners builds the node's IMAP server and its two listeners.
 func imapListeners(cfg *nodeConfig, rt *runtime, checker *auth.Checker, tlsConf *tls.Config, log *slog.Logger, ms *mailServers) ([]mailListener, error) {
 	srv, err := imap.New(imap.Config{
-		Cluster: rt.node, Store: rt.store, Auth: checker, TLS: tlsConf,
-		NodeName: cfg.Name, Logger: log.With("component", "imap"),
+		Cluster: rt.node, Accept: ms.accept, Store: rt.store, Auth: checker, TLS: tlsConf,
+		AppendLimit: int64(cfg.MaxMessageSize),
+		NodeName:    cfg.Name, Logger: log.With("component", "imap"),
 		InsecureAuth: loopbackOnly(cfg.IMAPAddr),
 	})
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/raftmail/raftmail/protocol/accept"
 	"github.com/raftmail/raftmail/protocol/mailauth"
 	"github.com/raftmail/raftmail/storage"
 )
@@ -18,8 +19,6 @@ type Cluster interface {
 	// Propose commits cmd through Raft and returns once the local store
 	// applied it.
 	Propose(ctx context.Context, cmd storage.Command) (uint64, storage.Result, error)
-	// StoreBlob is durable on a majority of voters before it returns.
-	StoreBlob(ctx context.Context, data []byte) (storage.Hash, error)
 	// FetchBlob returns a blob from the local store or a peer.
 	FetchBlob(ctx context.Context, h storage.Hash) ([]byte, error)
 	// IsLeader reports whether this node leads now.
@@ -56,9 +55,11 @@ type Config struct {
 	// Hostname is this node's public host name: said in EHLO and used in
 	// DSNs (Reporting-MTA, From: MAILER-DAEMON@Hostname). Required.
 	Hostname string
-	// Cluster commits queue changes and stores and fetches blobs.
-	// Required.
+	// Cluster commits queue changes and fetches blobs. Required.
 	Cluster Cluster
+	// Accept stores and delivers bounces (the node's accept pipeline).
+	// Required.
+	Accept *accept.Pipeline
 	// Store is the local replica: the queue, accounts and domains are read
 	// from it. Required.
 	Store *storage.Store
@@ -120,6 +121,9 @@ func (cfg Config) Validate() error {
 	}
 	if cfg.Cluster == nil {
 		errs = append(errs, errors.New("missing Cluster"))
+	}
+	if cfg.Accept == nil {
+		errs = append(errs, errors.New("missing Accept"))
 	}
 	if cfg.Store == nil {
 		errs = append(errs, errors.New("missing Store"))

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/raftmail/raftmail/protocol/accept"
 	"github.com/raftmail/raftmail/storage"
 )
 
@@ -59,15 +60,13 @@ func (s *Service) bounce(ctx context.Context, e storage.QueueEntry, failedRcpts 
 	} else {
 		d.Remote = &storage.QueueEntry{ID: id, From: "", Recipients: []storage.QueueRecipient{{Address: e.From, Status: storage.QueuePending}}}
 	}
-	h, err := s.cfg.Cluster.StoreBlob(ctx, msg)
-	if err != nil {
-		return fmt.Errorf("store bounce: %w", err)
-	}
-	d.Blob = h
-	if d.Remote != nil {
-		d.Remote.Blob, d.Remote.Size = h, d.Size
-	}
-	res, err := s.propose(storage.CmdDeliver, d, s.cfg.Now())
+	res, _, err := s.cfg.Accept.CommitBytes(ctx, msg, s.cfg.Now(), func(st accept.Stored) (storage.Deliver, error) {
+		d.Blob = st.Hash
+		if d.Remote != nil {
+			d.Remote.Blob, d.Remote.Size = st.Hash, d.Size
+		}
+		return d, nil
+	})
 	if err == nil {
 		err = res.Err()
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/raftmail/raftmail/cluster"
 	"github.com/raftmail/raftmail/cluster/clustertest"
+	"github.com/raftmail/raftmail/protocol/accept"
 	"github.com/raftmail/raftmail/protocol/mailauth"
 	"github.com/raftmail/raftmail/protocol/mailauth/dnstest"
 	"github.com/raftmail/raftmail/storage"
@@ -166,9 +167,14 @@ func remoteDNS(t testing.TB) *dnstest.Server {
 // startService runs a delivery service on node n until the test ends.
 func startService(t testing.TB, n *cluster.Node, dnsAddr string, port int, tweak func(*Config)) *Service {
 	t.Helper()
+	ap, err := accept.New(accept.Config{Cluster: n, SpoolDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
 	cfg := Config{
 		Hostname:       n.Name() + ".mail.test",
 		Cluster:        n,
+		Accept:         ap,
 		Store:          n.Store(),
 		Resolver:       mailauth.NewResolver(dnsAddr),
 		Port:           port,

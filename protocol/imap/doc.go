@@ -55,6 +55,11 @@
 // STORE ... FLAGS.SILENT still sees an unsolicited FETCH for messages it
 // changed (RFC 3501 7.4.2 allows unsolicited FETCH at any time).
 //
+// APPEND streams the literal into a spool of the node's accept pipeline
+// (protocol/accept), which stores it on a majority and proposes one
+// Deliver: the same path as SMTP. Out of disk space is NO [OVERQUOTA] Not
+// enough disk space, as Dovecot says.
+//
 // Bodies. Blobs are read with Cluster.FetchBlob (this node, else a peer).
 // FETCH items come from imapserver's Extract* helpers, except BODY[],
 // BODY[HEADER] and BODY[TEXT] of a whole message, cut from the blob with

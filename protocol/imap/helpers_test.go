@@ -11,7 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/raftmail/raftmail/cluster"
 	"github.com/raftmail/raftmail/cluster/clustertest"
+	"github.com/raftmail/raftmail/protocol/accept"
 	"github.com/raftmail/raftmail/protocol/auth"
 	"github.com/raftmail/raftmail/storage"
 )
@@ -73,8 +75,13 @@ func newEnv(t testing.TB, o envOptions) *env {
 		if ac.BaseDelay == 0 {
 			ac.BaseDelay = -1
 		}
+		ap, err := accept.New(accept.Config{Cluster: proposeVia{n.Node, cl}, SpoolDir: t.TempDir(), Logger: clustertest.Logger()})
+		if err != nil {
+			t.Fatal(err)
+		}
 		srv, err := New(Config{
 			Cluster:      cl,
+			Accept:       ap,
 			Store:        n.Store,
 			Auth:         auth.New(ac),
 			TLS:          serverTLS,
@@ -278,3 +285,14 @@ const brokenMsg = "From: \xff\xfe <x@\xc3>\r\n" +
 	"Content-Transfer-Encoding: bogus\r\n" +
 	"\r\n" +
 	"no boundary here \xff\r\n"
+
+// proposeVia is a node that proposes through c (which may inject faults),
+// for the accept pipeline.
+type proposeVia struct {
+	*cluster.Node
+	c Cluster
+}
+
+func (p proposeVia) Propose(ctx context.Context, cmd storage.Command) (uint64, storage.Result, error) {
+	return p.c.Propose(ctx, cmd)
+}

@@ -15,6 +15,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
 
+	"github.com/raftmail/raftmail/protocol/accept"
 	"github.com/raftmail/raftmail/protocol/auth"
 	"github.com/raftmail/raftmail/storage"
 )
@@ -44,8 +45,6 @@ type Cluster interface {
 	// Propose commits cmd through Raft and returns once the local store
 	// applied it.
 	Propose(ctx context.Context, cmd storage.Command) (uint64, storage.Result, error)
-	// StoreBlob stores a message body durably on a majority of voters.
-	StoreBlob(ctx context.Context, data []byte) (storage.Hash, error)
 	// FetchBlob reads a body locally, else from a peer.
 	FetchBlob(ctx context.Context, h storage.Hash) ([]byte, error)
 }
@@ -54,6 +53,8 @@ type Cluster interface {
 type Config struct {
 	// Cluster commits writes and serves blobs. Required.
 	Cluster Cluster
+	// Accept is the node's accept pipeline, for APPEND. Required.
+	Accept *accept.Pipeline
 	// Store is this node's local store: every read goes to it. Required.
 	Store *storage.Store
 	// Auth checks credentials and throttles failures. Required.
@@ -71,7 +72,8 @@ type Config struct {
 	AppendLimit int64
 	// NodeName names this node in logs (key "node"); "" is allowed.
 	NodeName string
-	// WriteTimeout bounds one write to the cluster (StoreBlob, Propose);
+	// WriteTimeout bounds one write to the cluster (an APPEND's commit, a
+	// Propose);
 	// 0 = 15 s.
 	WriteTimeout time.Duration
 }
@@ -83,6 +85,8 @@ func (c Config) Validate() error {
 		return errors.New("imap: config: Cluster is required")
 	case c.Store == nil:
 		return errors.New("imap: config: Store is required")
+	case c.Accept == nil:
+		return errors.New("imap: config: Accept is required")
 	case c.Auth == nil:
 		return errors.New("imap: config: Auth is required")
 	case c.AppendLimit < 0 || c.AppendLimit > 1<<32-1:

@@ -15,6 +15,7 @@ import (
 	"github.com/emersion/go-imap/v2/imapserver"
 	"github.com/emersion/go-sasl"
 
+	"github.com/raftmail/raftmail/protocol/accept"
 	"github.com/raftmail/raftmail/protocol/auth"
 	"github.com/raftmail/raftmail/storage"
 )
@@ -99,6 +100,8 @@ var (
 	errNoMailbox   = imapErr(imap.StatusResponseTypeNo, imap.ResponseCodeNonExistent, "No such mailbox")
 	errTryCreate   = imapErr(imap.StatusResponseTypeNo, imap.ResponseCodeTryCreate, "No such mailbox")
 	errClosing     = imapErr(imap.StatusResponseTypeNo, imap.ResponseCodeUnavailable, "Connection closed")
+	// As Dovecot answers when its disk is full.
+	errNoDiskSpace = imapErr(imap.StatusResponseTypeNo, imap.ResponseCodeOverQuota, "Not enough disk space")
 )
 
 // internal logs err and answers a generic temporary failure.
@@ -456,9 +459,9 @@ func (s *session) statusData(mb storage.Mailbox, options *imap.StatusOptions) (*
 	return data, nil
 }
 
-// Append implements imapserver.Session: the body goes to a majority of
-// voters (StoreBlob), then one Deliver places it. The internal date is the
-// command's time: storage.Deliver has no field for a client-chosen date.
+// Append implements imapserver.Session: the literal streams into a spool,
+// then the accept pipeline stores it on a majority and proposes one
+// Deliver. The internal date is the client's, or the command's time.
 func (s *session) Append(mailbox string, r imap.LiteralReader, options *imap.AppendOptions) (*imap.AppendData, error) {
 	mb, err := s.mailbox(mailbox)
 	if err != nil {
@@ -478,33 +481,48 @@ func (s *session) Append(mailbox string, r imap.LiteralReader, options *imap.App
 	if size > s.srv.cfg.AppendLimit {
 		return nil, imapErr(imap.StatusResponseTypeNo, imap.ResponseCodeTooBig, "Message too big")
 	}
-	data := make([]byte, size)
-	if _, err := io.ReadFull(r, data); err != nil {
+	sp := s.srv.cfg.Accept.NewSpool(size+1, size, false)
+	defer sp.Close()
+	if _, err := io.Copy(sp, r); err != nil {
+		if sp.Err() != nil {
+			// The spool failed (its file); imapserver drains the rest.
+			return nil, s.internal("append: spool", err)
+		}
 		return nil, err // the connection is broken
 	}
+	if err := sp.Err(); err != nil {
+		return nil, s.internal("append: spool", err)
+	}
 	ctx, cancel := s.ctx()
-	hash, err := s.srv.cfg.Cluster.StoreBlob(ctx, data)
-	cancel()
-	if err != nil {
-		s.log.Warn("append: store blob", "mailbox", mb.Name, "err", err)
-		return nil, errUnavailable
+	defer cancel()
+	res, out, err := s.srv.cfg.Accept.Commit(ctx, accept.Message{Spool: sp}, func(st accept.Stored) (storage.Deliver, error) {
+		d := storage.Deliver{
+			Blob: st.Hash, Size: st.Size,
+			Targets: []storage.DeliverTarget{{Account: s.user, Mailbox: mb.Name, Flags: flags}},
+		}
+		if options != nil {
+			d.InternalDate = options.Time // zero when the client gave no date
+		}
+		return d, nil
+	})
+	switch out {
+	case accept.Accepted:
+	case accept.NoSpace:
+		s.log.Warn("append: no disk space for the message", "mailbox", mb.Name, "err", err)
+		return nil, errNoDiskSpace
+	case accept.Unknown, accept.TempFail:
+		return nil, s.writeFailed("append", err)
+	default:
+		return nil, s.refused("append", err, errTryCreate)
 	}
-	var res storage.DeliverResult
-	d := storage.Deliver{
-		Blob: hash, Size: size,
-		Targets: []storage.DeliverTarget{{Account: s.user, Mailbox: mb.Name, Flags: flags}},
+	var dr storage.DeliverResult
+	if err := res.Decode(&dr); err != nil {
+		return nil, s.internal("append", err)
 	}
-	if options != nil {
-		d.InternalDate = options.Time // zero when the client gave no date
-	}
-	_, err = s.propose("append", storage.CmdDeliver, d, &res, errTryCreate)
-	if err != nil {
-		return nil, err
-	}
-	if len(res.Placed) != 1 {
+	if len(dr.Placed) != 1 {
 		return nil, s.internal("append", errors.New("deliver placed no message"))
 	}
-	p := res.Placed[0]
+	p := dr.Placed[0]
 	if placed, err := s.srv.cfg.Store.MailboxByID(p.MailboxID); err == nil {
 		mb = placed
 	}

@@ -12,6 +12,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
@@ -186,12 +187,25 @@ func headerKeys(fields []field) []string {
 // DKIMSignatureLifetime after it (x=); a zero now means no expiry. (The t=
 // tag comes from the system clock: go-msgauth takes no time.)
 func SignDKIM(msg []byte, domain string, keys []DKIMKey, now time.Time) ([]byte, error) {
-	if len(keys) == 0 {
-		return msg, nil
+	hdr, body := SplitHeader(msg)
+	sigs, err := SignDKIMMessage(hdr, bytes.NewReader(body), domain, keys, now)
+	if err != nil {
+		return nil, err
 	}
-	fields, _ := splitMessage(msg)
+	return append(sigs, msg...), nil
+}
+
+// SignDKIMMessage is SignDKIM for a message given as its header block
+// (SplitHeader) and its body as a stream. It returns only the
+// DKIM-Signature fields, one per key, to put before the header.
+func SignDKIMMessage(header []byte, body io.Reader, domain string, keys []DKIMKey, now time.Time) ([]byte, error) {
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	fields, _ := splitMessage(header)
 	hk := headerKeys(fields)
-	sigs := make([]string, 0, len(keys))
+	signers := make([]*dkim.Signer, 0, len(keys))
+	ws := make([]io.Writer, 0, len(keys))
 	for _, k := range keys {
 		signer, err := k.Signer()
 		if err != nil {
@@ -212,24 +226,31 @@ func SignDKIM(msg []byte, domain string, keys []DKIMKey, now time.Time) ([]byte,
 		if err != nil {
 			return nil, fmt.Errorf("mailauth: dkim sign with %q: %w", k.Selector, err)
 		}
-		if _, err := s.Write(msg); err != nil {
+		signers = append(signers, s)
+		ws = append(ws, s)
+	}
+	closeAll := func() {
+		for _, s := range signers {
 			_ = s.Close()
-			return nil, fmt.Errorf("mailauth: dkim sign with %q: %w", k.Selector, err)
 		}
+	}
+	w := io.MultiWriter(ws...)
+	if _, err := w.Write(header); err != nil {
+		closeAll()
+		return nil, fmt.Errorf("mailauth: dkim sign: %w", err)
+	}
+	if _, err := io.Copy(w, body); err != nil {
+		closeAll()
+		return nil, fmt.Errorf("mailauth: dkim sign: %w", err)
+	}
+	var out []byte
+	for i, s := range signers {
 		if err := s.Close(); err != nil {
-			return nil, fmt.Errorf("mailauth: dkim sign with %q: %w", k.Selector, err)
+			return nil, fmt.Errorf("mailauth: dkim sign with %q: %w", keys[i].Selector, err)
 		}
-		sigs = append(sigs, s.Signature())
+		out = append(out, s.Signature()...)
 	}
-	n := len(msg)
-	for _, s := range sigs {
-		n += len(s)
-	}
-	out := make([]byte, 0, n)
-	for _, s := range sigs {
-		out = append(out, s...)
-	}
-	return append(out, msg...), nil
+	return out, nil
 }
 
 // DKIMResult is the verification of one DKIM-Signature field.
@@ -251,10 +272,15 @@ type DKIMResult struct {
 // order, and none for a message without signatures. An error means the
 // header could not be read at all.
 func VerifyDKIM(ctx context.Context, r Resolver, msg []byte, maxSignatures int) ([]DKIMResult, error) {
+	hdr, body := SplitHeader(msg)
+	return verifyDKIM(ctx, r, hdr, func() io.Reader { return bytes.NewReader(body) }, maxSignatures)
+}
+
+func verifyDKIM(ctx context.Context, r Resolver, header []byte, body func() io.Reader, maxSignatures int) ([]DKIMResult, error) {
 	if maxSignatures <= 0 {
 		maxSignatures = DefaultMaxDKIMSignatures
 	}
-	fields, _ := splitMessage(msg)
+	fields, _ := splitMessage(header)
 	var tags []map[string]string
 	for _, f := range fields {
 		if strings.EqualFold(f.name, "DKIM-Signature") {
@@ -268,7 +294,7 @@ func VerifyDKIM(ctx context.Context, r Resolver, msg []byte, maxSignatures int) 
 		return nil, nil
 	}
 	dr := dnsErrors{r}
-	verifs, err := dkim.VerifyWithOptions(bytes.NewReader(msg), &dkim.VerifyOptions{
+	verifs, err := dkim.VerifyWithOptions(io.MultiReader(bytes.NewReader(header), body()), &dkim.VerifyOptions{
 		LookupTXT:        func(name string) ([]string, error) { return dr.LookupTXT(ctx, name) },
 		MaxVerifications: maxSignatures,
 	})

@@ -1,9 +1,11 @@
 package mailauth
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strings"
 
@@ -80,7 +82,12 @@ func aligned(from, id string, mode dmarc.AlignmentMode) bool {
 // EvaluateDMARC evaluates DMARC for msg given the SPF and DKIM results,
 // looking the policy up through r within ctx.
 func EvaluateDMARC(ctx context.Context, r Resolver, msg []byte, spfRes SPFResult, dkimRes []DKIMResult) DMARCResult {
-	fields, rest := splitMessage(msg)
+	hdr, body := SplitHeader(msg)
+	return evaluateDMARC(ctx, r, hdr, func() io.Reader { return bytes.NewReader(body) }, spfRes, dkimRes)
+}
+
+func evaluateDMARC(ctx context.Context, r Resolver, header []byte, body func() io.Reader, spfRes SPFResult, dkimRes []DKIMResult) DMARCResult {
+	fields, rest := splitMessage(header)
 	domains, nfrom := fromDomains(fields)
 	switch {
 	case nfrom == 0 || len(domains) == 0:
@@ -91,7 +98,7 @@ func EvaluateDMARC(ctx context.Context, r Resolver, msg []byte, spfRes SPFResult
 	// RFC 7489 §6.6.1: several From domains are each evaluated; the
 	// message gets the harshest outcome, so that adding an address does
 	// not escape a policy.
-	bucket := sampleBucket(fields, rest)
+	bucket := sampleBucket(fields, rest, body)
 	var worst DMARCResult
 	for i, d := range domains {
 		res := evaluateDomain(ctx, r, d, bucket, spfRes, dkimRes)

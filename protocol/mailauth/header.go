@@ -217,7 +217,7 @@ func domainOf(addr string) string {
 // same message: from its Message-ID when it has one, else from its body.
 // DMARC pct= sampling (RFC 7489 §6.6.4) compares it with pct, so a
 // message is treated the same on every node and on every retry.
-func sampleBucket(fields []field, rest []byte) int {
+func sampleBucket(fields []field, rest []byte, body func() io.Reader) int {
 	h := sha256.New()
 	id := ""
 	for _, f := range fields {
@@ -232,6 +232,7 @@ func sampleBucket(fields []field, rest []byte) int {
 	} else {
 		h.Write([]byte("body:"))
 		h.Write(rest)
+		_, _ = io.Copy(h, body())
 	}
 	return int(binary.BigEndian.Uint64(h.Sum(nil)) % 100)
 }

@@ -1,7 +1,9 @@
 package mailauth
 
 import (
+	"bytes"
 	"context"
+	"io"
 	"net"
 	"strings"
 	"sync"
@@ -39,6 +41,15 @@ type Results struct {
 // arrived, before our own Received header. DNS failures give temperror
 // results, never an error.
 func (c *Checker) Check(ctx context.Context, ip net.IP, helo, mailFrom string, msg []byte) *Results {
+	hdr, body := SplitHeader(msg)
+	return c.CheckMessage(ctx, ip, helo, mailFrom, hdr, func() io.Reader { return bytes.NewReader(body) })
+}
+
+// CheckMessage is Check for a message given as its header block (up to and
+// including the empty line that ends it; see SplitHeader) and its body,
+// which body opens from the start each time it is called: the body is
+// read as a stream (for DKIM body hashes), never held whole.
+func (c *Checker) CheckMessage(ctx context.Context, ip net.IP, helo, mailFrom string, header []byte, body func() io.Reader) *Results {
 	r := c.Resolver
 	if r == nil {
 		r = NewResolver("")
@@ -46,10 +57,22 @@ func (c *Checker) Check(ctx context.Context, ip net.IP, helo, mailFrom string, m
 	res := &Results{AuthServID: c.AuthServID}
 	var wg sync.WaitGroup
 	wg.Go(func() { res.SPF = CheckSPF(ctx, r, ip, helo, mailFrom) })
-	res.DKIM, res.DKIMErr = VerifyDKIM(ctx, r, msg, c.MaxDKIMSignatures)
+	res.DKIM, res.DKIMErr = verifyDKIM(ctx, r, header, body, c.MaxDKIMSignatures)
 	wg.Wait()
-	res.DMARC = EvaluateDMARC(ctx, r, msg, res.SPF, res.DKIM)
+	res.DMARC = evaluateDMARC(ctx, r, header, body, res.SPF, res.DKIM)
 	return res
+}
+
+// SplitHeader splits msg into its header block, which ends with the empty
+// line after the header fields (or is all of msg when there is none), and
+// the body after it.
+func SplitHeader(msg []byte) (header, body []byte) {
+	_, rest := splitMessage(msg)
+	n := len(msg) - len(rest)
+	if len(rest) > 0 {
+		n += lineEnd(rest, 0)
+	}
+	return msg[:n], msg[n:]
 }
 
 // Disposition is what DMARC says to do with the message:

@@ -18,8 +18,6 @@ type Cluster interface {
 	// applied it. An error with an OutcomeUnknown() bool method reporting
 	// true means the command may have been committed.
 	Propose(ctx context.Context, cmd storage.Command) (uint64, storage.Result, error)
-	// StoreBlob stores a blob durably on a majority of voters.
-	StoreBlob(ctx context.Context, data []byte) (storage.Hash, error)
 	// FetchBlob returns a blob from the local store, else from a peer.
 	FetchBlob(ctx context.Context, h storage.Hash) ([]byte, error)
 }

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/raftmail/raftmail/protocol/accept"
 	"github.com/raftmail/raftmail/storage"
 )
 
@@ -33,7 +34,7 @@ func (ss *session) commitLater(cmd storage.Command, log *slog.Logger) {
 		}
 		ctx, cancel := context.WithTimeout(srv.ctx, srv.cfg.CommitTimeout)
 		defer cancel()
-		if _, _, err := srv.cfg.Cluster.Propose(ctx, cmd); err != nil {
+		if _, out, err := srv.cfg.Accept.Deliver(ctx, cmd); out != accept.Accepted {
 			log.Error("smtp: chaos_ack_early build: late commit failed", "err", err)
 		}
 	}()

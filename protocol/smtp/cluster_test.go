@@ -22,7 +22,7 @@ func TestThreeNodes(t *testing.T) {
 	clustertest.AddUser(t, n1.Node, "bob@example.test", "bob-password")
 	_, addr := startServer(t, Config{
 		Mode: ModeSubmission, Hostname: testHost, NodeName: n1.Name, TLS: testTLS(t),
-		Cluster: n1.Node, Store: n1.Store, Logger: clustertest.Logger(),
+		Accept: testPipeline(t, n1.Node), Store: n1.Store, Logger: clustertest.Logger(),
 		Auth: auth.New(auth.Config{Store: n1.Store, BaseDelay: -1}),
 	}, false)
 	cl := dial(t, addr)

@@ -1,27 +1,17 @@
 package smtp
 
 import (
-	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"time"
 
+	"github.com/raftmail/raftmail/protocol/accept"
 	"github.com/raftmail/raftmail/protocol/auth"
 	"github.com/raftmail/raftmail/protocol/mailauth"
 	"github.com/raftmail/raftmail/storage"
 )
-
-// Cluster is what this package needs from the cluster (satisfied by
-// *cluster.Node).
-type Cluster interface {
-	// Propose commits cmd through Raft and returns once the local store
-	// applied it.
-	Propose(ctx context.Context, cmd storage.Command) (uint64, storage.Result, error)
-	// StoreBlob is durable on a majority of voters before it returns.
-	StoreBlob(ctx context.Context, data []byte) (storage.Hash, error)
-}
 
 // Mode says what a Server is for.
 type Mode int
@@ -66,8 +56,8 @@ type Config struct {
 	// Required.
 	NodeName string
 	// MaxMessageBytes bounds a message as the client sends it (SIZE,
-	// DATA and BDAT); 0 = DefaultMaxMessageBytes (50 MiB). A whole
-	// message is held in memory while it is committed.
+	// DATA and BDAT); 0 = DefaultMaxMessageBytes (50 MiB). Messages are
+	// spooled (protocol/accept), not held whole in memory.
 	MaxMessageBytes int64
 	// MaxRecipients bounds RCPT commands per transaction; 0 =
 	// DefaultMaxRecipients (100).
@@ -75,8 +65,9 @@ type Config struct {
 	// TLS is offered as STARTTLS and used by ServeTLS. nil = no TLS; a
 	// submission server requires it (AUTH is only allowed over TLS).
 	TLS *tls.Config
-	// Cluster commits blobs and commands. Required.
-	Cluster Cluster
+	// Accept is the node's accept pipeline: it spools, stores and
+	// commits messages. Required.
+	Accept *accept.Pipeline
 	// Store is the local replica, for reads (domains, accounts, aliases).
 	// Required.
 	Store *storage.Store
@@ -117,8 +108,8 @@ func (cfg Config) Validate() error {
 	if cfg.NodeName == "" {
 		errs = append(errs, errors.New("missing NodeName"))
 	}
-	if cfg.Cluster == nil {
-		errs = append(errs, errors.New("missing Cluster"))
+	if cfg.Accept == nil {
+		errs = append(errs, errors.New("missing Accept"))
 	}
 	if cfg.Store == nil {
 		errs = append(errs, errors.New("missing Store"))

@@ -11,23 +11,28 @@
 //     FROM must be the account or an alias delivering to it. Local
 //     recipients are delivered, remote ones queued for protocol/delivery.
 //
-// It owns the SMTP dialogue and accepting a message (DESIGN.md "Accepting a
-// message"): the whole message is read within MaxMessageBytes, a Received
-// header is prepended (client HELO and IP, this host and node,
-// ESMTP, ESMTPS or ESMTPSA per RFC 3848, the queue ID, the recipient if there is just
-// one, the date), the blob is stored on a majority (Cluster.StoreBlob),
-// ONE storage.Deliver is proposed carrying the local targets (INBOX of each
-// distinct account) and, for remote recipients, one outbound QueueEntry;
-// only then "250 2.0.0 Ok: queued as ID".
+// It owns the SMTP dialogue and its part of accepting a message (DESIGN.md
+// "Accepting a message"): the message streams into a spool of the accept
+// pipeline (protocol/accept) within MaxMessageBytes, a Received header is
+// built (client HELO and IP, this host and node, ESMTP, ESMTPS or ESMTPSA
+// per RFC 3848, the queue ID, the recipient if there is just one, the
+// date), SPF/DKIM/DMARC are checked or DKIM signs from the spool, then the
+// pipeline stores the body on a majority and proposes ONE storage.Deliver
+// carrying the local targets (INBOX of each distinct account) and, for
+// remote recipients, one outbound QueueEntry; only then "250 2.0.0 Ok:
+// queued as ID".
 //
-// It must not: import cluster (it declares the Cluster interface it needs);
+// It must not: import cluster (the pipeline declares what it needs);
 // answer 250 before the commit; answer 4xx when the outcome of the commit
 // is unknown (it closes the connection without a reply instead, RFC 5321
 // §4.2.5); log passwords or AUTH payloads; read files or the environment.
 //
 // Replies worth knowing: 451 4.3.0 when the blob or the Deliver could not
-// be committed (nothing was); 552 5.3.4 over the size limit (at MAIL for a
-// declared SIZE=, while streaming DATA/BDAT otherwise); 552 5.2.2 when an
+// be committed (nothing was); 452 4.3.1 when the node's budget of bytes in
+// flight from unauthenticated senders is spent, or no disk space is left
+// for the message; 552 5.3.4 over the size limit (at MAIL for a declared
+// SIZE=, while streaming DATA/BDAT otherwise) or for a header over the
+// pipeline's MaxHeaderBytes; 552 5.2.2 when an
 // account is over quota (at RCPT when already full, after DATA when the
 // message would overflow it); 452 4.5.3 past MaxRecipients; 530 5.7.0
 // for AUTH before STARTTLS and for mail without AUTH on submission;
@@ -50,13 +55,11 @@
 //     connection as complete (and the message too, if the chunk was LAST).
 //     The wrapped connection remembers any read error, and Data stores
 //     nothing when one happened before the message ended.
-//   - Known gaps: the message is held in memory (at most MaxMessageBytes
-//     plus the buffer's growth) rather than streamed to a spool file; no
-//     rDNS in Received; HELO and EHLO both say ESMTP in Received (go-smtp
-//     does not tell them apart); "RCPT TO:<postmaster>" without a domain
-//     is refused by go-smtp's parser; no SPF/DKIM/DMARC yet
-//     (protocol/mailauth); address literals and non-ASCII domains are
-//     never local (storage keeps A-labels only); DSN, REQUIRETLS and
-//     BINARYMIME are not offered; a message that would overflow one
-//     recipient's quota is refused for all of them (Deliver is atomic).
+//   - Known gaps: no rDNS in Received; HELO and EHLO both say ESMTP in
+//     Received (go-smtp does not tell them apart); "RCPT TO:<postmaster>"
+//     without a domain is refused by go-smtp's parser; address literals
+//     and non-ASCII domains are never local (storage keeps A-labels only);
+//     DSN, REQUIRETLS and BINARYMIME are not offered; a message that would
+//     overflow one recipient's quota is refused for all of them (Deliver
+//     is atomic).
 package smtp

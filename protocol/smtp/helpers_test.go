@@ -14,6 +14,7 @@ import (
 
 	"github.com/raftmail/raftmail/cluster"
 	"github.com/raftmail/raftmail/cluster/clustertest"
+	"github.com/raftmail/raftmail/protocol/accept"
 	"github.com/raftmail/raftmail/protocol/auth"
 	"github.com/raftmail/raftmail/storage"
 )
@@ -59,7 +60,7 @@ func (e *env) server(t *testing.T, mode Mode, tweak func(*Config)) (*Server, str
 		Hostname: testHost,
 		NodeName: "n1",
 		TLS:      e.tls,
-		Cluster:  e.node,
+		Accept:   testPipeline(t, e.node),
 		Store:    e.st,
 		Auth:     e.auth,
 		Logger:   clustertest.Logger(),
@@ -250,11 +251,28 @@ type faultyCluster struct {
 	proposed            atomic.Int32
 }
 
-func (f *faultyCluster) StoreBlob(ctx context.Context, data []byte) (storage.Hash, error) {
+func (f *faultyCluster) StoreBlobFrom(ctx context.Context, src storage.BlobSource) error {
 	if f.blobErr != nil {
-		return storage.Hash{}, f.blobErr
+		return f.blobErr
 	}
-	return f.Node.StoreBlob(ctx, data)
+	return f.Node.StoreBlobFrom(ctx, src)
+}
+
+// testPipeline is an accept pipeline on c, spooling under t's temporary
+// directory.
+func testPipeline(t testing.TB, c accept.Cluster) *accept.Pipeline {
+	t.Helper()
+	return testPipelineConfig(t, accept.Config{Cluster: c})
+}
+
+func testPipelineConfig(t testing.TB, cfg accept.Config) *accept.Pipeline {
+	t.Helper()
+	cfg.SpoolDir, cfg.Logger = t.TempDir(), clustertest.Logger()
+	p, err := accept.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 func (f *faultyCluster) Propose(ctx context.Context, cmd storage.Command) (uint64, storage.Result, error) {

@@ -2,10 +2,12 @@ package smtp
 
 import (
 	"context"
+	"io"
 	"log/slog"
 	"net"
 	"time"
 
+	"github.com/raftmail/raftmail/protocol/accept"
 	"github.com/raftmail/raftmail/protocol/mailauth"
 )
 
@@ -17,9 +19,9 @@ const mailAuthTimeout = 10 * time.Second
 // junkSpecialUse marks the mailbox a DMARC quarantine delivers to.
 const junkSpecialUse = `\Junk`
 
-// mailAuth applies email authentication to a received message. data is
-// our Received header (its first hdr bytes) followed by the message as
-// the client sent it.
+// mailAuth applies email authentication to a received message, m: its
+// Prefix is our Received header, its Header and the body in the spool the
+// message as the client sent it. The body is only read as a stream.
 //
 // ModeMX with Config.MailAuth (DESIGN.md "Accepting a message", 2.): check SPF,
 // DKIM and DMARC on the message as it arrived, drop any
@@ -31,14 +33,27 @@ const junkSpecialUse = `\Junk`
 // FROM domain, the DKIM-Signature fields right after Received. A key
 // that cannot sign is a temporary failure: mail that leaves unsigned is
 // likely to be refused where DMARC is enforced.
-func (ss *session) mailAuth(data []byte, hdr int, log *slog.Logger) (out []byte, junk bool, err error) {
+func (ss *session) mailAuth(m *accept.Message, log *slog.Logger) (junk bool, err error) {
 	cfg := &ss.srv.cfg
-	received, msg := data[:hdr], data[hdr:]
+	var opened []io.Closer
+	defer func() {
+		for _, c := range opened {
+			c.Close()
+		}
+	}()
+	body := func() io.Reader {
+		rc, err := m.Spool.Open(m.BodyOffset)
+		if err != nil {
+			return errReader{err}
+		}
+		opened = append(opened, rc)
+		return rc
+	}
 	switch {
 	case cfg.Mode == ModeMX && cfg.MailAuth != nil:
 		ctx, cancel := context.WithTimeout(ss.srv.ctx, mailAuthTimeout)
 		defer cancel()
-		res := cfg.MailAuth.Check(ctx, net.ParseIP(ss.ip), ss.helo, ss.from, msg)
+		res := cfg.MailAuth.CheckMessage(ctx, net.ParseIP(ss.ip), ss.helo, ss.from, m.Header, body)
 		dkim := make([]string, len(res.DKIM))
 		for i, d := range res.DKIM {
 			dkim[i] = d.Result + ":" + d.Domain
@@ -48,44 +63,38 @@ func (ss *session) mailAuth(data []byte, hdr int, log *slog.Logger) (out []byte,
 			"header_from", res.DMARC.FromDomain, "disposition", res.Disposition())
 		switch res.Disposition() {
 		case mailauth.DispositionReject:
-			return nil, false, reply(550, 5, 7, 1, "Rejected by DMARC policy of "+headerToken(res.DMARC.FromDomain))
+			return false, reply(550, 5, 7, 1, "Rejected by DMARC policy of "+headerToken(res.DMARC.FromDomain))
 		case mailauth.DispositionQuarantine:
 			junk = true
 		}
-		msg = mailauth.StripAuthResults(msg, cfg.MailAuth.AuthServID)
-		return join(received, []byte(res.Header()), msg), junk, nil
+		m.Header = mailauth.StripAuthResults(m.Header, cfg.MailAuth.AuthServID)
+		m.Prefix = append(m.Prefix, res.Header()...)
+		return junk, nil
 
 	case cfg.Mode == ModeSubmission && cfg.DKIMKeys != nil && ss.from != "":
 		a, perr := ParseAddress(ss.from)
 		if perr != nil {
-			return data, false, nil // Mail checked it; cannot happen
+			return false, nil // Mail checked it; cannot happen
 		}
 		keys := cfg.DKIMKeys(a.Domain)
 		if len(keys) == 0 {
-			return data, false, nil
+			return false, nil
 		}
-		signed, serr := mailauth.SignDKIM(msg, a.Domain, keys, time.Now())
+		sigs, serr := mailauth.SignDKIMMessage(m.Header, body(), a.Domain, keys, time.Now())
 		if serr != nil {
 			log.Error("smtp: dkim signing failed", "domain", a.Domain, "err", serr)
-			return nil, false, replyTempFail
+			return false, replyTempFail
 		}
-		return join(received, signed), false, nil
+		m.Prefix = append(m.Prefix, sigs...)
+		return false, nil
 	}
-	return data, false, nil
+	return false, nil
 }
 
-// join concatenates its arguments into a new slice.
-func join(parts ...[]byte) []byte {
-	n := 0
-	for _, p := range parts {
-		n += len(p)
-	}
-	out := make([]byte, 0, n)
-	for _, p := range parts {
-		out = append(out, p...)
-	}
-	return out
-}
+// errReader is a reader that fails with err.
+type errReader struct{ err error }
+
+func (r errReader) Read([]byte) (int, error) { return 0, r.err }
 
 // targetMailbox is where a message for account goes: INBOX, or for a
 // quarantined message the account's \Junk mailbox ("Junk" unless the user

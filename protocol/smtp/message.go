@@ -8,11 +8,11 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"time"
 )
 
 var (
-	errTooBig  = errors.New("smtp: message exceeds the size limit")
 	errBareLF  = errors.New("smtp: bare LF in message data")
 	queueIDEnc = base32.StdEncoding.WithPadding(base32.NoPadding)
 )
@@ -96,27 +96,27 @@ func headerText(s string) string {
 	}, s)
 }
 
-// readMessage appends the message from r to buf. It fails with errTooBig
-// once more than limit bytes came in (buf then holds at most limit of
-// them) and with errBareLF at an LF not preceded by CR. extend is called
-// before each read to push the connection's read deadline out, so a slow
-// but steady upload is not cut off by the command timeout.
-func readMessage(buf *bytes.Buffer, r io.Reader, limit int64, extend func()) error {
-	chunk := make([]byte, 32<<10)
-	var n int64
+// readMessage copies the message from r into w (a spool, which enforces
+// the size limit and the node's budgets). It fails with errBareLF at an LF
+// not preceded by CR, and with w's error. extend is called before each
+// read to push the connection's read deadline out, so a slow but steady
+// upload is not cut off by the command timeout. What is left unread is
+// drained by go-smtp before it replies.
+func readMessage(w io.Writer, r io.Reader, extend func()) error {
+	bp := chunkBufs.Get().(*[]byte)
+	defer chunkBufs.Put(bp)
+	chunk := *bp
 	prevCR := false
 	for {
 		extend()
 		k, err := r.Read(chunk)
 		if k > 0 {
-			n += int64(k)
-			if n > limit {
-				return errTooBig
-			}
 			if bareLF(chunk[:k], &prevCR) {
 				return errBareLF
 			}
-			buf.Write(chunk[:k])
+			if _, werr := w.Write(chunk[:k]); werr != nil {
+				return werr
+			}
 		}
 		if err == io.EOF {
 			return nil
@@ -126,6 +126,8 @@ func readMessage(buf *bytes.Buffer, r io.Reader, limit int64, extend func()) err
 		}
 	}
 }
+
+var chunkBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
 // bareLF reports whether b has an LF not preceded by CR; prevCR carries
 // whether the previous chunk ended in CR.

@@ -19,6 +19,12 @@ var (
 	replyTooManyRcpts = reply(452, 4, 5, 3, "Too many recipients")
 	replyMailboxFull  = reply(552, 5, 2, 2, "Mailbox full")
 	replyTooBig       = reply(552, 5, 3, 4, "Message size exceeds fixed limit")
+	// RFC 3463 §3.4: X.3.1 "Mail system full", temporary at 452 (RFC
+	// 5321 §4.2.2: insufficient system storage).
+	replyNoStorage = reply(452, 4, 3, 1, "Insufficient system storage, try again later")
+	replyBusy      = reply(452, 4, 3, 1, "Too much mail in flight on this server, try again later")
+	// The header is held in memory while it is checked (accept.Config.MaxHeaderBytes).
+	replyHeaderTooLong = reply(552, 5, 3, 4, "Message header exceeds fixed limit")
 	// RFC 5321 §2.3.8: lines end in CRLF. A bare LF is how SMTP smuggling
 	// starts (a later hop may read "\n.\n" as the end of data), so it is
 	// refused like Postfix's smtpd_forbid_bare_newline does.

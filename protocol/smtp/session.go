@@ -14,6 +14,7 @@ import (
 	"github.com/emersion/go-sasl"
 	gosmtp "github.com/emersion/go-smtp"
 
+	"github.com/raftmail/raftmail/protocol/accept"
 	"github.com/raftmail/raftmail/protocol/auth"
 	"github.com/raftmail/raftmail/storage"
 )
@@ -291,8 +292,10 @@ func (ss *session) mailboxFull(account string) (bool, error) {
 var errConnClosed = errors.New("smtp: connection closed: outcome of the commit unknown")
 
 // Data receives the message and commits it (DESIGN.md "Accepting a
-// message"): read it whole within the size limit, prepend Received, store
-// the blob on a majority, propose one Deliver, then answer 250.
+// message"): stream it into a spool within the size limit, build the
+// Received header, check or sign it (mailauth.go), then the accept
+// pipeline stores the body on a majority and proposes one Deliver; only
+// then 250.
 func (ss *session) Data(r io.Reader) error {
 	ss.conn.setBusy(true)
 	defer ss.conn.setBusy(false)
@@ -305,8 +308,40 @@ func (ss *session) Data(r io.Reader) error {
 	}
 	log := ss.log.With("queue_id", queueID)
 
-	var buf bytes.Buffer
-	writeReceived(&buf, receivedInfo{
+	sp := cfg.Accept.NewSpool(cfg.MaxMessageBytes, ss.declared, ss.account == "")
+	defer sp.Close()
+	extend := func() { _ = ss.conn.SetReadDeadline(time.Now().Add(cfg.ReadTimeout)) }
+	if err := readMessage(sp, r, extend); err != nil {
+		switch {
+		case errors.Is(err, accept.ErrTooBig), errors.Is(err, gosmtp.ErrDataTooLarge):
+			log.Info("smtp: message too big", "limit", cfg.MaxMessageBytes)
+			return replyTooBig
+		case errors.Is(err, errBareLF):
+			log.Info("smtp: bare LF in message data refused")
+			return replyBareLF
+		case errors.Is(err, accept.ErrBusy):
+			log.Warn("smtp: unauthenticated mail in flight over the node's budget: try later", "ip", ss.ip, "bytes", sp.Size())
+			return replyBusy
+		}
+		log.Info("smtp: message not received", "err", err, "bytes", sp.Size())
+		return replyTempFail
+	}
+	if ss.conn.readFailed.Load() {
+		// go-smtp v0.25.1 ends a BDAT chunk cut short by the end of the
+		// connection as if it were complete, and the message with it
+		// when that chunk was LAST. A read error on the connection
+		// before the message ended means the client went away: store
+		// nothing.
+		log.Info("smtp: connection ended inside the message, nothing stored", "bytes", sp.Size())
+		return replyTempFail
+	}
+	hdr, err := sp.Header()
+	if err != nil {
+		log.Info("smtp: message refused", "err", err)
+		return replyHeaderTooLong
+	}
+	var received bytes.Buffer
+	writeReceived(&received, receivedInfo{
 		helo:     ss.helo,
 		ip:       ss.ip,
 		hostname: cfg.Hostname,
@@ -316,94 +351,71 @@ func (ss *session) Data(r io.Reader) error {
 		rcpt:     ss.single(),
 		date:     time.Now(),
 	})
-	if ss.declared > 0 && ss.declared <= cfg.MaxMessageBytes {
-		buf.Grow(int(ss.declared))
-	}
-	extend := func() { _ = ss.conn.SetReadDeadline(time.Now().Add(cfg.ReadTimeout)) }
-	hdr := buf.Len()
-	if err := readMessage(&buf, r, cfg.MaxMessageBytes, extend); err != nil {
-		switch {
-		case errors.Is(err, errTooBig), errors.Is(err, gosmtp.ErrDataTooLarge):
-			log.Info("smtp: message too big", "limit", cfg.MaxMessageBytes)
-			return replyTooBig
-		case errors.Is(err, errBareLF):
-			log.Info("smtp: bare LF in message data refused")
-			return replyBareLF
-		}
-		log.Info("smtp: message not received", "err", err, "bytes", buf.Len()-hdr)
-		return replyTempFail
-	}
-	if ss.conn.readFailed.Load() {
-		// go-smtp v0.25.1 ends a BDAT chunk cut short by the end of the
-		// connection as if it were complete, and the message with it
-		// when that chunk was LAST. A read error on the connection
-		// before the message ended means the client went away: store
-		// nothing.
-		log.Info("smtp: connection ended inside the message, nothing stored", "bytes", buf.Len()-hdr)
-		return replyTempFail
-	}
-	data := buf.Bytes()
+	msg := accept.Message{Prefix: received.Bytes(), Header: hdr, Spool: sp, BodyOffset: int64(len(hdr))}
 	// SPF/DKIM/DMARC on MX, DKIM signing on submission (mailauth.go).
-	data, junk, aerr := ss.mailAuth(data, hdr, log)
+	junk, aerr := ss.mailAuth(&msg, log)
 	if aerr != nil {
 		return aerr
 	}
 
 	ctx, cancel := context.WithTimeout(ss.srv.ctx, cfg.CommitTimeout)
 	defer cancel()
-	h, err := cfg.Cluster.StoreBlob(ctx, data)
-	if err != nil {
-		// Nothing references the blob yet: a clean temporary failure
-		// whatever the error says.
-		log.Warn("smtp: store blob failed", "err", err, "size", len(data))
-		return replyTempFail
-	}
-	d := storage.Deliver{QueueID: queueID, Blob: h, Size: int64(len(data))}
-	for _, a := range ss.local {
-		d.Targets = append(d.Targets, storage.DeliverTarget{Account: a, Mailbox: ss.targetMailbox(a, junk)})
-	}
-	if len(ss.remote) > 0 {
-		q := &storage.QueueEntry{ID: queueID, Blob: h, Size: int64(len(data)), From: ss.from}
-		for _, rc := range ss.remote {
-			q.Recipients = append(q.Recipients, storage.QueueRecipient{Address: rc, Status: "pending"})
+	var d storage.Deliver
+	build := func(st accept.Stored) (storage.Deliver, error) {
+		d = storage.Deliver{QueueID: queueID, Blob: st.Hash, Size: st.Size}
+		for _, a := range ss.local {
+			d.Targets = append(d.Targets, storage.DeliverTarget{Account: a, Mailbox: ss.targetMailbox(a, junk)})
 		}
-		d.Remote = q
-	}
-	cmd, err := storage.NewCommand(storage.CmdDeliver, d)
-	if err != nil {
-		log.Error("smtp: build deliver command", "err", err)
-		return replyTempFail
+		if len(ss.remote) > 0 {
+			q := &storage.QueueEntry{ID: queueID, Blob: st.Hash, Size: st.Size, From: ss.from}
+			for _, rc := range ss.remote {
+				q.Recipients = append(q.Recipients, storage.QueueRecipient{Address: rc, Status: "pending"})
+			}
+			d.Remote = q
+		}
+		return d, nil
 	}
 	if ackEarly {
 		// Only with -tags chaos_ack_early, the chaos suite's negative
 		// control: 250 before the commit (ackearly_chaos.go).
+		st, out, err := cfg.Accept.Store(ctx, msg)
+		if out != accept.Accepted {
+			log.Warn("smtp: store blob failed", "err", err)
+			return replyTempFail
+		}
+		d, _ := build(st)
+		cmd, err := storage.NewCommand(storage.CmdDeliver, d)
+		if err != nil {
+			return replyTempFail
+		}
 		ss.commitLater(cmd, log)
 		return &gosmtp.SMTPError{Code: 250, EnhancedCode: gosmtp.EnhancedCode{2, 0, 0}, Message: "Ok: queued as " + queueID}
 	}
-	_, res, err := cfg.Cluster.Propose(ctx, cmd)
-	if err != nil {
-		if outcomeUnknown(err) {
-			// RFC 5321 §4.2.5 / DESIGN.md "The promise": the message
-			// may be delivered, so neither 250 nor 4xx is true. Close
-			// without a reply; the client will retry and a duplicate
-			// is possible, a loss is not.
-			log.Error("smtp: deliver outcome unknown, closing connection without reply", "err", err)
-			_ = ss.conn.Conn.Close()
-			return errConnClosed
-		}
-		log.Warn("smtp: deliver not committed", "err", err)
-		return replyTempFail
-	}
-	if err := res.Err(); err != nil {
-		if errors.Is(err, storage.ErrOverQuota) {
-			log.Info("smtp: refused, over quota", "err", err)
-			return replyMailboxFull
-		}
+	_, out, err := cfg.Accept.Commit(ctx, msg, build)
+	switch out {
+	case accept.Accepted:
+		log.Info("smtp: message accepted", "from", ss.from, "local", len(d.Targets), "remote", len(ss.remote), "size", d.Size)
+		return &gosmtp.SMTPError{Code: 250, EnhancedCode: gosmtp.EnhancedCode{2, 0, 0}, Message: "Ok: queued as " + queueID}
+	case accept.Unknown:
+		// RFC 5321 §4.2.5 / DESIGN.md "The promise": the message may be
+		// delivered, so neither 250 nor 4xx is true. Close without a
+		// reply; the client will retry and a duplicate is possible, a
+		// loss is not.
+		log.Error("smtp: deliver outcome unknown, closing connection without reply", "err", err)
+		_ = ss.conn.Conn.Close()
+		return errConnClosed
+	case accept.OverQuota:
+		log.Info("smtp: refused, over quota", "err", err)
+		return replyMailboxFull
+	case accept.NoSpace:
+		log.Warn("smtp: refused, no disk space for the message", "err", err)
+		return replyNoStorage
+	case accept.Refused:
 		log.Error("smtp: deliver refused", "err", err)
 		return replyTempFail
 	}
-	log.Info("smtp: message accepted", "from", ss.from, "local", len(d.Targets), "remote", len(ss.remote), "size", len(data))
-	return &gosmtp.SMTPError{Code: 250, EnhancedCode: gosmtp.EnhancedCode{2, 0, 0}, Message: "Ok: queued as " + queueID}
+	log.Warn("smtp: message not committed", "err", err)
+	return replyTempFail
 }
 
 // single is the recipient named in Received when there is exactly one.
@@ -424,9 +436,4 @@ func (ss *session) protocol() string {
 		p += "A"
 	}
 	return p
-}
-
-func outcomeUnknown(err error) bool {
-	var u interface{ OutcomeUnknown() bool }
-	return errors.As(err, &u) && u.OutcomeUnknown()
 }

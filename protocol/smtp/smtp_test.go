@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/raftmail/raftmail/cluster/clustertest"
+	"github.com/raftmail/raftmail/protocol/accept"
 	"github.com/raftmail/raftmail/protocol/auth"
 	"github.com/raftmail/raftmail/storage"
 )
@@ -383,7 +384,7 @@ func TestSMTP(t *testing.T) {
 		// An app password, over implicit TLS.
 		_, sTLS := startServer(t, Config{
 			Mode: ModeSubmission, Hostname: testHost, NodeName: "n1", TLS: e.tls,
-			Cluster: e.node, Store: e.st, Auth: e.auth, Logger: clustertest.Logger(),
+			Accept: testPipeline(t, e.node), Store: e.st, Auth: e.auth, Logger: clustertest.Logger(),
 		}, true)
 		tc := dialTLS(t, sTLS)
 		ehlo := tc.cmd("EHLO client.example", "250 ")
@@ -480,7 +481,11 @@ func TestSMTP(t *testing.T) {
 		for _, tc := range tests {
 			t.Run(tc.name, func(t *testing.T) {
 				fc := &faultyCluster{Node: e.node, blobErr: tc.blobErr, proposeErr: tc.proposeErr}
-				srv, addr := e.server(t, ModeMX, func(c *Config) { c.Cluster = fc })
+				// Every body stored ahead of its Deliver (none inline), so
+				// that a failed blob store is reached.
+				srv, addr := e.server(t, ModeMX, func(c *Config) {
+					c.Accept = testPipelineConfig(t, accept.Config{Cluster: fc, InlineBody: -1})
+				})
 				c := dial(t, addr)
 				c.cmd("EHLO client.example", "250 ")
 				c.cmd("MAIL FROM:<a@remote.example>", "250 ")
@@ -510,7 +515,7 @@ func TestSMTP(t *testing.T) {
 	})
 
 	t.Run("ShutdownSays421", func(t *testing.T) {
-		cfg := Config{Mode: ModeMX, Hostname: testHost, NodeName: "n1", Cluster: e.node, Store: e.st, Logger: clustertest.Logger()}
+		cfg := Config{Mode: ModeMX, Hostname: testHost, NodeName: "n1", Accept: testPipeline(t, e.node), Store: e.st, Logger: clustertest.Logger()}
 		s, err := New(cfg)
 		if err != nil {
 			t.Fatal(err)
@@ -543,7 +548,7 @@ func TestSMTP(t *testing.T) {
 func TestShutdownWaitsForMessage(t *testing.T) {
 	e := newEnv(t)
 	e.addUser(t, "late@example.test", "pw")
-	s, err := New(Config{Mode: ModeMX, Hostname: testHost, NodeName: "n1", Cluster: e.node, Store: e.st, Logger: clustertest.Logger()})
+	s, err := New(Config{Mode: ModeMX, Hostname: testHost, NodeName: "n1", Accept: testPipeline(t, e.node), Store: e.st, Logger: clustertest.Logger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -602,11 +607,11 @@ func TestConfigValidate(t *testing.T) {
 	if _, err := New(Config{}); err == nil {
 		t.Fatal("empty config accepted")
 	}
-	if err := (Config{Mode: ModeSubmission, Hostname: "h", NodeName: "n", Cluster: &faultyCluster{}, Store: &storage.Store{}}).Validate(); err == nil ||
+	if err := (Config{Mode: ModeSubmission, Hostname: "h", NodeName: "n", Accept: testPipeline(t, &faultyCluster{}), Store: &storage.Store{}}).Validate(); err == nil ||
 		!strings.Contains(err.Error(), "missing TLS") || !strings.Contains(err.Error(), "missing Auth") {
 		t.Fatalf("submission without TLS and Auth: %v", err)
 	}
-	if err := (Config{Mode: ModeMX, Hostname: "h", NodeName: "n", Cluster: &faultyCluster{}, Store: &storage.Store{}}).Validate(); err != nil {
+	if err := (Config{Mode: ModeMX, Hostname: "h", NodeName: "n", Accept: testPipeline(t, &faultyCluster{}), Store: &storage.Store{}}).Validate(); err != nil {
 		t.Fatalf("minimal MX config: %v", err)
 	}
 }
