@@ -1,5 +1,5 @@
 # bench-cluster.sh: sourced by the benchmark scripts (bench-peers.sh,
-# bench-memory.sh); not run on its own.
+# bench-memory.sh, big-messages.sh); not run on its own.
 #
 # start_cluster PASSWORD starts scripts/run-local.sh's three-node cluster in
 # $WORK/raftmail with $BIN, demo@example.test's password PASSWORD, and DNS
@@ -28,4 +28,38 @@ start_cluster() {
 	for n in 1 2 3; do
 		node_pids+=("$(pgrep -P "$runlocal_pid" -f -- "serve --data-dir $WORK/raftmail/node$n " | head -n1)")
 	done
+}
+
+# node_settled N: node N's applied index, with "+missing" after it if the
+# node lacks a blob that its metadata references (from its /healthz and
+# /metrics, which need no token and scan nothing).
+node_settled() {
+	local admin=127.0.0.1:$((10000 + 100 * $1 + 48)) idx miss
+	idx=$(curl -s --max-time 5 "http://$admin/healthz" | grep -o '"applied_index": *[0-9]*' | grep -o '[0-9]*$')
+	miss=$(curl -s --max-time 5 "http://$admin/metrics" | awk '/^raftmail_blobs_missing[{ ]/ { print $NF }')
+	if [ -n "$miss" ] && [ "$miss" != 0 ]; then idx="$idx+missing"; fi
+	echo "${idx:-?}"
+}
+
+# wait_settled [TIMEOUT_S]: waits until the three nodes have applied the
+# same index and none misses a blob, the same twice 0.1 s apart (after a
+# workload: every message is everywhere). Returns 1 after TIMEOUT_S
+# (default 300) seconds.
+wait_settled() {
+	local deadline=$((SECONDS + ${1:-300})) prev="" cur a b c
+	command -v curl >/dev/null || {
+		echo "$(basename "$0"): needs curl (apt-get install curl)" >&2
+		exit 1
+	}
+	while [ $SECONDS -lt $deadline ]; do
+		a=$(node_settled 1) b=$(node_settled 2) c=$(node_settled 3)
+		cur="$a $b $c"
+		if [[ $a =~ ^[0-9]+$ ]] && [ "$a" = "$b" ] && [ "$b" = "$c" ] && [ "$cur" = "$prev" ]; then
+			return 0
+		fi
+		prev=$cur
+		sleep 0.1
+	done
+	echo "$(basename "$0"): the nodes did not settle in time: $cur" >&2
+	return 1
 }
