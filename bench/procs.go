@@ -73,6 +73,13 @@ type ProcsConfig struct {
 	// up peaks of different moments; otherwise they are the largest
 	// sampled sum of VmRSS.
 	PeakHWM bool
+	// PSS also sums each process's proportional set size (Pss in
+	// smaps_rollup: its private pages plus its share of the pages it
+	// shares with others), which counts the memory of a server of many
+	// processes once instead of once per process, and adds "peak PSS"
+	// metrics. Reading it costs the kernel a walk of each process's page
+	// tables.
+	PSS bool
 	// Samples, if not nil, receives every sample as a line of
 	// tab-separated values: seconds since the start, then each group's
 	// VmRSS in MiB; a header line first.
@@ -93,9 +100,11 @@ type ProcsResult struct {
 	// watch (user, nice, system, irq and softirq in /proc/stat: not idle,
 	// iowait or steal), less the watcher's own.
 	MachineCPU float64 `json:"machine_cpu_s"`
-	// PeakRSS and PeakHWM are the largest sampled sums over all groups.
+	// PeakRSS, PeakHWM and PeakPSS (with PSS) are the largest sampled
+	// sums over all groups.
 	PeakRSS float64            `json:"peak_rss_mib"`
 	PeakHWM float64            `json:"peak_hwm_mib"`
+	PeakPSS float64            `json:"peak_pss_mib,omitempty"`
 	Groups  []ProcsGroupResult `json:"groups"`
 	Metrics []Metric           `json:"metrics"`
 }
@@ -113,6 +122,8 @@ type ProcsGroupResult struct {
 	// last sample.
 	PeakHWM float64 `json:"peak_hwm_mib"`
 	HWM     float64 `json:"hwm_mib"`
+	// PeakPSS is the largest sampled sum of Pss (with PSS).
+	PeakPSS float64 `json:"peak_pss_mib,omitempty"`
 	// CPU is the group's user and system time over the watch, including
 	// that of processes reaped meanwhile by a process of the group (a
 	// process reaped by one outside the group takes its time along).
@@ -121,9 +132,9 @@ type ProcsGroupResult struct {
 
 // procSample is one group at one moment.
 type procSample struct {
-	procs    int
-	rss, hwm int64 // KiB
-	ticks    int64 // utime+stime+cutime+cstime
+	procs         int
+	rss, hwm, pss int64 // KiB
+	ticks         int64 // utime+stime+cutime+cstime
 }
 
 // WatchProcs samples the groups every Interval until ctx is done, then
@@ -230,7 +241,7 @@ func (w *procWatch) sample() []procSample {
 		}
 	}
 	out := make([]procSample, len(w.cfg.Groups))
-	var rssAll, hwmAll int64
+	var rssAll, hwmAll, pssAll int64
 	for i := range w.cfg.Groups {
 		s := &out[i]
 		for _, pid := range pids[i] {
@@ -240,6 +251,10 @@ func (w *procWatch) sample() []procSample {
 				continue // gone
 			}
 			ticks, _ := readTicks(dir)
+			if w.cfg.PSS {
+				pss, _ := readPSS(dir)
+				s.pss += pss
+			}
 			s.procs++
 			s.rss += rss
 			s.hwm += hwm
@@ -251,11 +266,14 @@ func (w *procWatch) sample() []procSample {
 			g.PeakRSS, g.PeakRSSAt = v, at
 		}
 		g.PeakHWM = max(g.PeakHWM, mib(s.hwm))
+		g.PeakPSS = max(g.PeakPSS, mib(s.pss))
 		rssAll += s.rss
 		hwmAll += s.hwm
+		pssAll += s.pss
 	}
 	w.res.PeakRSS = max(w.res.PeakRSS, mib(rssAll))
 	w.res.PeakHWM = max(w.res.PeakHWM, mib(hwmAll))
+	w.res.PeakPSS = max(w.res.PeakPSS, mib(pssAll))
 	return out
 }
 
@@ -320,6 +338,22 @@ func readMem(dir string) (rss, hwm int64, err error) {
 	return rss, hwm, nil
 }
 
+// readPSS reads Pss (KiB) from dir/smaps_rollup.
+func readPSS(dir string) (int64, error) {
+	data, err := os.ReadFile(filepath.Join(dir, "smaps_rollup"))
+	if err != nil {
+		return 0, err
+	}
+	for _, l := range bytes.Split(data, []byte("\n")) {
+		if v, ok := bytes.CutPrefix(l, []byte("Pss:")); ok {
+			if f := bytes.Fields(v); len(f) > 0 {
+				return strconv.ParseInt(string(f[0]), 10, 64)
+			}
+		}
+	}
+	return 0, fmt.Errorf("bench: %s/smaps_rollup: no Pss", dir)
+}
+
 // readTicks reads utime+stime+cutime+cstime from dir/stat.
 func readTicks(dir string) (int64, error) {
 	data, err := os.ReadFile(filepath.Join(dir, "stat"))
@@ -347,8 +381,8 @@ func readTicks(dir string) (int64, error) {
 
 // metrics are the figures the side-by-side report reads: CPU time per
 // message (whole machine, then each group) when Messages is set, then
-// the peak memory of all groups together (with more than one) and of
-// each.
+// the peak memory (RSS, and PSS when measured) of all groups together
+// (with more than one) and of each.
 func (w *procWatch) metrics() []Metric {
 	r := w.res
 	var ms []Metric
@@ -364,11 +398,17 @@ func (w *procWatch) metrics() []Metric {
 		}
 		return rss
 	}
+	mem := func(name string, rss, hwm, pss float64) {
+		ms = append(ms, Metric{Name: "peak RSS, " + name, Unit: "MiB", Value: peak(rss, hwm)})
+		if w.cfg.PSS {
+			ms = append(ms, Metric{Name: "peak PSS, " + name, Unit: "MiB", Value: pss})
+		}
+	}
 	if len(r.Groups) > 1 {
-		ms = append(ms, Metric{Name: "peak RSS, all processes", Unit: "MiB", Value: peak(r.PeakRSS, r.PeakHWM)})
+		mem("all processes", r.PeakRSS, r.PeakHWM, r.PeakPSS)
 	}
 	for _, g := range r.Groups {
-		ms = append(ms, Metric{Name: "peak RSS, " + g.Name, Unit: "MiB", Value: peak(g.PeakRSS, g.PeakHWM)})
+		mem(g.Name, g.PeakRSS, g.PeakHWM, g.PeakPSS)
 	}
 	return ms
 }

@@ -56,6 +56,9 @@ func (p fakeProc) proc(pid int, exe string, rss, hwm, utime, stime, cutime int) 
 	p.t.Helper()
 	d := strconv.Itoa(pid)
 	p.write(d+"/status", fmt.Sprintf("Name:\tx\nVmPeak:\t 9999 kB\nVmHWM:\t %d kB\nVmRSS:\t %d kB\nThreads:\t1\n", hwm, rss))
+	// Pss is half of RSS, as if every page were shared with one other
+	// process.
+	p.write(d+"/smaps_rollup", fmt.Sprintf("00400000-7fff0000 ---p 00000000 00:00 0 [rollup]\nRss:  %d kB\nPss:  %d kB\nPss_Anon: 1 kB\n", rss, rss/2))
 	// A command name with spaces and parentheses, as the kernel allows.
 	p.write(d+"/stat", fmt.Sprintf("%d (a) b (c) S 1 1 1 0 -1 0 0 0 0 0 %d %d %d 0 20 0 1 0 1 1 1\n", pid, utime, stime, cutime))
 	if exe != "" {
@@ -155,16 +158,24 @@ func TestWatchProcs(t *testing.T) {
 		t.Errorf("samples:\n%s", samples.String())
 	}
 
-	// With PeakHWM the peak metrics are the largest sums of VmHWM.
-	cfg.PeakHWM, cfg.Messages, cfg.Samples = true, 0, nil
+	// With PeakHWM the peak metrics are the largest sums of VmHWM; with
+	// PSS, the largest sums of Pss follow.
+	cfg.PeakHWM, cfg.PSS, cfg.Messages, cfg.Samples = true, true, 0, nil
 	ctx, cancel = context.WithCancel(context.Background())
 	cancel()
 	r, err = WatchProcs(ctx, cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(r.Metrics) != 4 || r.Metrics[0].Name != "peak RSS, all processes" || r.Metrics[0].Value != (12000+6000+30000)/1024.0 {
-		t.Errorf("hwm metrics: %+v", r.Metrics)
+	names = nil
+	for _, m := range r.Metrics {
+		names = append(names, fmt.Sprintf("%s=%.0f KiB", m.Name, m.Value*1024))
+	}
+	wantMetrics = []string{"peak RSS, all processes=48000 KiB", "peak PSS, all processes=11000 KiB",
+		"peak RSS, postfix=12000 KiB", "peak PSS, postfix=5000 KiB", "peak RSS, dovecot=6000 KiB", "peak PSS, dovecot=1000 KiB",
+		"peak RSS, node1=30000 KiB", "peak PSS, node1=5000 KiB"}
+	if strings.Join(names, "; ") != strings.Join(wantMetrics, "; ") {
+		t.Errorf("hwm and pss metrics:\n%s\nwant\n%s", strings.Join(names, "\n"), strings.Join(wantMetrics, "\n"))
 	}
 }
 
@@ -183,7 +194,7 @@ func TestWatchProcsSelf(t *testing.T) {
 	r, err := WatchProcs(ctx, ProcsConfig{Groups: []ProcGroup{
 		{Name: "by pid", PIDs: []int{os.Getpid()}},
 		{Name: "by exe", ExePrefixes: []string{exe}},
-	}, Interval: 20 * time.Millisecond}, nil)
+	}, Interval: 20 * time.Millisecond, PSS: true}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,7 +202,7 @@ func TestWatchProcsSelf(t *testing.T) {
 		t.Errorf("%d samples in 300 ms at 20 ms", r.Samples)
 	}
 	for _, g := range r.Groups {
-		if g.Procs < 1 || g.PeakRSS <= 0 || g.HWM < g.PeakRSS/2 {
+		if g.Procs < 1 || g.PeakRSS <= 0 || g.HWM < g.PeakRSS/2 || g.PeakPSS <= 0 || g.PeakPSS > g.PeakRSS {
 			t.Errorf("%+v", g)
 		}
 	}

@@ -363,10 +363,13 @@ func (rep *Report) SVG() []byte {
 		top    = 48
 		left   = 20
 	)
-	width := left
 	panels = slices.DeleteFunc(panels, func(p panel) bool { return len(p.groups) == 0 && strings.HasPrefix(p.title, "CPU") })
+	// A panel is as wide as its bars, or as its bold title (about 7 px a
+	// character at 11 px), whichever is wider.
+	panelW := func(p panel) int { return max(max(len(p.groups), 2)*groupW, len([]rune(p.title))*7) }
+	width := left
 	for _, p := range panels {
-		width += max(len(p.groups), 2)*groupW + 30
+		width += panelW(p) + 30
 	}
 	height := top + plotH + 70
 	var b strings.Builder
@@ -378,7 +381,7 @@ func (rep *Report) SVG() []byte {
 	x := left
 	base := top + plotH
 	for _, p := range panels {
-		pw := max(len(p.groups), 2) * groupW
+		pw := panelW(p)
 		fmt.Fprintf(&b, `<text x="%d" y="%d" font-weight="bold">%s</text>`+"\n", x, top-8, html.EscapeString(p.title))
 		fmt.Fprintf(&b, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="#333"/>`+"\n", x, base, x+pw, base)
 		for i, g := range p.groups {

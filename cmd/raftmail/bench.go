@@ -306,8 +306,9 @@ func newBenchProcsCmd() *cobra.Command {
 		Long: `Samples the processes of each --group every --interval from /proc until
 SIGTERM or SIGINT (or --duration), then prints per group the most processes
 alive at once, the largest sum of VmRSS (and when), the largest sum of VmHWM,
-VmHWM at the end, and the CPU time (user+system, with that of children the
-group reaped), plus the busy CPU time of the whole machine (/proc/stat, less
+VmHWM at the end, with --pss the largest sum of Pss (which counts pages shared
+between the processes once), and the CPU time (user+system, with that of
+children the group reaped), plus the busy CPU time of the whole machine (/proc/stat, less
 this watcher's own). A group is NAME=SPEC[,SPEC...], SPEC pid:N or
 exe:PATH-PREFIX (every process whose executable starts so, found at each
 sample). With --messages N the JSON metrics give CPU per message, for
@@ -365,9 +366,13 @@ scripts/bench-peers.sh's report; --peak picks what its "peak RSS" is.
 				return printJSON(cmd.OutOrStdout(), r)
 			}
 			w := cmd.OutOrStdout()
-			fmt.Fprintf(w, "%-20s %5s %12s %8s %12s %12s %9s\n", "group", "procs", "peak RSS", "at", "peak HWM", "HWM at end", "CPU")
+			fmt.Fprintf(w, "%-20s %5s %12s %8s %12s %12s %12s %9s\n", "group", "procs", "peak RSS", "at", "peak HWM", "HWM at end", "peak PSS", "CPU")
 			for _, g := range r.Groups {
-				fmt.Fprintf(w, "%-20s %5d %8.1f MiB %7.1fs %8.1f MiB %8.1f MiB %8.2fs\n", g.Name, g.Procs, g.PeakRSS, g.PeakRSSAt, g.PeakHWM, g.HWM, g.CPU)
+				pss := "-"
+				if cfg.PSS {
+					pss = fmt.Sprintf("%.1f MiB", g.PeakPSS)
+				}
+				fmt.Fprintf(w, "%-20s %5d %8.1f MiB %7.1fs %8.1f MiB %8.1f MiB %12s %8.2fs\n", g.Name, g.Procs, g.PeakRSS, g.PeakRSSAt, g.PeakHWM, g.HWM, pss, g.CPU)
 			}
 			fmt.Fprintf(w, "whole machine: %.2fs of CPU; %d samples over %.1fs\n", r.MachineCPU, r.Samples, r.Elapsed)
 			for _, m := range r.Metrics {
@@ -383,6 +388,7 @@ scripts/bench-peers.sh's report; --peak picks what its "peak RSS" is.
 	f.DurationVar(&cfg.Interval, "interval", 100*time.Millisecond, "time between samples")
 	f.IntVar(&cfg.Messages, "messages", 0, "messages of the workload watched (adds CPU per message)")
 	f.StringVar(&peak, "peak", "rss", `what the "peak RSS" metrics are: rss (largest sum of VmRSS) or hwm (largest sum of VmHWM)`)
+	f.BoolVar(&cfg.PSS, "pss", false, "also sum each process's Pss (smaps_rollup: shared pages divided among their sharers)")
 	f.StringVar(&ready, "ready", "", "file to create once the first sample is taken")
 	f.StringVar(&sample, "samples", "", "file for every sample (seconds, then each group's VmRSS in MiB; tab-separated)")
 	f.DurationVar(&dur, "duration", 0, "stop after this long (default: at SIGTERM or SIGINT)")
