@@ -30,20 +30,23 @@ start_cluster() {
 	done
 }
 
-# node_settled N: node N's applied index, with "+missing" after it if the
-# node lacks a blob that its metadata references (from its /healthz and
-# /metrics, which need no token and scan nothing).
-node_settled() {
-	local admin=127.0.0.1:$((10000 + 100 * $1 + 48)) idx miss
-	idx=$(curl -s --max-time 5 "http://$admin/healthz" | grep -o '"applied_index": *[0-9]*' | grep -o '[0-9]*$')
-	miss=$(curl -s --max-time 5 "http://$admin/metrics" | awk '/^raftmail_blobs_missing[{ ]/ { print $NF }')
-	if [ -n "$miss" ] && [ "$miss" != 0 ]; then idx="$idx+missing"; fi
-	echo "${idx:-?}"
+# applied_index N: node N's applied index, from its /healthz (no token,
+# no scan).
+applied_index() {
+	curl -s --max-time 5 "http://127.0.0.1:$((10000 + 100 * $1 + 48))/healthz" |
+		grep -o '"applied_index": *[0-9]*' | grep -o '[0-9]*$' || echo '?'
+}
+
+# missing_blobs N: how many blobs node N's metadata references that it
+# does not hold, from its /metrics.
+missing_blobs() {
+	curl -s --max-time 5 "http://127.0.0.1:$((10000 + 100 * $1 + 48))/metrics" |
+		awk '/^raftmail_blobs_missing[{ ]/ { print $NF; found = 1 } END { if (!found) print "?" }'
 }
 
 # wait_settled [TIMEOUT_S]: waits until the three nodes have applied the
-# same index and none misses a blob, the same twice 0.1 s apart (after a
-# workload: every message is everywhere). Returns 1 after TIMEOUT_S
+# same index and none misses a blob, twice in a row 0.1 s apart (after a
+# workload: every message is on every node). Returns 1 after TIMEOUT_S
 # (default 300) seconds.
 wait_settled() {
 	local deadline=$((SECONDS + ${1:-300})) prev="" cur a b c
@@ -52,10 +55,13 @@ wait_settled() {
 		exit 1
 	}
 	while [ $SECONDS -lt $deadline ]; do
-		a=$(node_settled 1) b=$(node_settled 2) c=$(node_settled 3)
+		a=$(applied_index 1) b=$(applied_index 2) c=$(applied_index 3)
 		cur="$a $b $c"
-		if [[ $a =~ ^[0-9]+$ ]] && [ "$a" = "$b" ] && [ "$b" = "$c" ] && [ "$cur" = "$prev" ]; then
-			return 0
+		if [[ $a =~ ^[0-9]+$ ]] && [ "$a" = "$b" ] && [ "$b" = "$c" ]; then
+			cur+=" missing $(missing_blobs 1) $(missing_blobs 2) $(missing_blobs 3)"
+			if [ "$cur" = "$prev" ] && [ "${cur#* missing }" = "0 0 0" ]; then
+				return 0
+			fi
 		fi
 		prev=$cur
 		sleep 0.1
