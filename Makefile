@@ -101,8 +101,9 @@ run:
 
 # Raftmail side by side with Postfix + Dovecot (needs root and
 # ../shared/peers/postfix-dovecot.sh; not part of test or CI). Writes the
-# side-by-side section of docs/benchmarks.md and docs/bench-peers.svg.
-# BENCH_SCALE=0.25 scales every message count; BENCH_ROUNDS=3.
+# side-by-side section of docs/benchmarks.md and docs/bench-peers.svg
+# (BENCH_DOC, BENCH_SVG; empty: none). BENCH_SCALE=0.25 scales every message
+# count; BENCH_ROUNDS=3; BENCH_SCALE=0.1 BENCH_ROUNDS=1 takes about a minute.
 bench-peers:
 	bash scripts/bench-peers.sh
 
