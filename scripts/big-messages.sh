@@ -13,9 +13,13 @@
 #   VmHWM      the node's peak resident memory (/proc/PID/status, read after
 #              the run)
 #   sampled    the largest VmRSS of samples every BIG_INTERVAL, and when
-#              (`raftmail bench procs`; every sample in samples.tsv)
+#              (seconds from the first sample, taken just before the first
+#              connection; `raftmail bench procs`)
 #   250 4xx 5xx conn  the replies the node gave (conn: no reply)
 #   elapsed    from the start to the node's last reply
+#
+# and under the table each node's VmRSS over time, drawn from the samples
+# (every sample is in samples.tsv).
 #
 # It writes nothing into docs. Not part of make test.
 #
@@ -115,7 +119,7 @@ done
 [ $smtp_ok = 1 ] || echo "big-messages: raftmail bench smtp could not run; see above" >&2
 
 echo
-python3 - "$WORK/smtp.json" "$WORK/procs.json" "$settled" "${hwm[@]}" "${roles[@]}" "$(port 1 25) $(port 2 25) $(port 3 25)" <<'PY'
+python3 - "$WORK/smtp.json" "$WORK/procs.json" "$settled" "${hwm[@]}" "${roles[@]}" "$(port 1 25) $(port 2 25) $(port 3 25)" "$WORK/samples.tsv" <<'PY'
 import json, sys
 
 smtp_file, procs_file, settled = sys.argv[1], sys.argv[2], sys.argv[3]
@@ -159,4 +163,24 @@ codes = ", ".join(f"{k} × {v}" for k, v in sorted(replies.items()) if k != "250
 print(f"\n{smtp['messages']} messages of {smtp['size_bytes'] / 2**20:.1f} MiB, unique bodies, {smtp['concurrency']} connections:"
       f" {c['250']} × 250, {c['4xx']} × 4xx, {c['5xx']} × 5xx, {c['conn']} without reply" + (f" ({codes})" if codes else "") +
       f", in {smtp['elapsed_s']:.1f}s; every node settled {settled}s after the start")
+
+# VmRSS over time: one column per slice of the run (its largest sample),
+# one height scale for all nodes.
+rows = [line.split("\t") for line in open(sys.argv[11]).read().split("\n")[1:] if line]
+if len(rows) > 1:
+    t_end = float(rows[-1][0])
+    width = 60
+    top = max(float(v) for r in rows for v in r[1:4]) or 1
+    print(f"\nVmRSS over {t_end:.1f}s (one column = {t_end / width:.2f}s; full height = {top:,.0f} MiB)")
+    bars = " ▁▂▃▄▅▆▇█"
+    for i in range(3):
+        cols = [0.0] * width
+        for r in rows:
+            c = min(int(float(r[0]) / t_end * width), width - 1) if t_end > 0 else 0
+            cols[c] = max(cols[c], float(r[i + 1]))
+        # a slice without a sample shows the one before it
+        for c in range(1, width):
+            if cols[c] == 0:
+                cols[c] = cols[c - 1]
+        print(f"node{i + 1}  " + "".join(bars[round(v / top * 8)] for v in cols))
 PY
