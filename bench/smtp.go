@@ -200,7 +200,7 @@ func RunSMTP(ctx context.Context, cfg SMTPConfig) (*SMTPResult, error) {
 				mu.Unlock()
 			}()
 			ai := i % len(cfg.Addrs)
-			// reply records how message ended: "250", a reply code, or
+			// reply records how a message ended: "250", a reply code, or
 			// "conn".
 			reply := func(code string) {
 				mu.Lock()
