@@ -9,6 +9,17 @@
 # (the three `raftmail serve` processes). Its log is $WORK/run-local.log.
 
 start_cluster() {
+	# The layout's ports are fixed: a second cluster on them (make run,
+	# or another benchmark running) would be measured instead, or break.
+	local n p
+	for n in 1 2 3; do
+		for p in 25 43 46 47 48; do
+			if (exec 3<>"/dev/tcp/127.0.0.1/$((10000 + 100 * n + p))") 2>/dev/null; then
+				echo "$(basename "$0"): 127.0.0.1:$((10000 + 100 * n + p)) is taken: another cluster on make run's ports (make run, or another benchmark) is running" >&2
+				exit 1
+			fi
+		done
+	done
 	RAFTMAIL_RUN_DIR=$WORK/raftmail RAFTMAIL_DEMO_PASSWORD=$1 RAFTMAIL_DNS_RESOLVER=127.0.0.1:9 \
 		RAFTMAIL_BIN=$BIN bash scripts/run-local.sh >"$WORK/run-local.log" 2>&1 &
 	runlocal_pid=$!
