@@ -20,7 +20,7 @@ STATICCHECK_VERSION ?= v0.8.2
 STATICCHECK ?= $(GOBIN_DIR)/staticcheck
 FUZZTIME ?= 30s
 
-.PHONY: build test check tools bench bench-peers bench-memory fuzz run clean chaos chaos-smoke
+.PHONY: build test check tools bench bench-peers bench-memory bench-big fuzz run clean chaos chaos-smoke
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/raftmail ./cmd/raftmail
@@ -101,8 +101,9 @@ run:
 
 # Raftmail side by side with Postfix + Dovecot (needs root and
 # ../shared/peers/postfix-dovecot.sh; not part of test or CI). Writes the
-# side-by-side section of docs/benchmarks.md and docs/bench-peers.svg.
-# BENCH_SCALE=0.25 scales every message count; BENCH_ROUNDS=3.
+# side-by-side section of docs/benchmarks.md and docs/bench-peers.svg
+# (BENCH_DOC, BENCH_SVG; empty: none). BENCH_SCALE=0.25 scales every message
+# count; BENCH_ROUNDS=3; BENCH_SCALE=0.1 BENCH_ROUNDS=1 takes about a minute.
 bench-peers:
 	bash scripts/bench-peers.sh
 
@@ -110,6 +111,12 @@ bench-peers:
 # (MEM_MESSAGES), after the load and after a restart.
 bench-memory:
 	bash scripts/bench-memory.sh
+
+# Each node's peak memory while a three-node cluster accepts 8 messages of
+# 45 MiB at once on one node's MX port (BIG_SIZE, BIG_COUNT,
+# BIG_CONCURRENCY, BIG_NODES); prints a table, writes no doc.
+bench-big:
+	bash scripts/big-messages.sh
 
 clean:
 	rm -rf bin bench.out $(CHAOS_REPORT)

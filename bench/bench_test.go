@@ -109,8 +109,8 @@ func TestWorkloads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sr.Accepted != count || len(sr.Errors) != 0 || sr.Latency.Count != count {
-		t.Fatalf("smtp: accepted %d of %d, errors %v", sr.Accepted, count, sr.Errors)
+	if sr.Accepted != count || len(sr.Errors) != 0 || sr.Latency.Count != count || sr.Replies["250"] != count || len(sr.Replies) != 1 {
+		t.Fatalf("smtp: accepted %d of %d, errors %v, replies %v", sr.Accepted, count, sr.Errors, sr.Replies)
 	}
 
 	vr, err := RunVisibility(ctx, VisibilityConfig{SendAddr: s.smtp, IdleAddr: s.imap, User: testUser, Pass: testPass, Messages: 5})
@@ -235,8 +235,8 @@ func TestErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.Accepted != 0 || r.Errors["550"] != 3 {
-		t.Errorf("rejected recipient: accepted %d, errors %v", r.Accepted, r.Errors)
+	if r.Accepted != 0 || r.Errors["550"] != 3 || r.Replies["550"] != 3 || r.PerAddr[0].Replies["550"] != 3 {
+		t.Errorf("rejected recipient: accepted %d, errors %v, replies %v", r.Accepted, r.Errors, r.Replies)
 	}
 }
 

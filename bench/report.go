@@ -20,7 +20,9 @@ import (
 // Results holds workloads.tsv (one workload a line: id, title, command
 // for A, command for B, tab-separated) and, per workload, <id>/a-<n>.json
 // and <id>/b-<n>.json: one `raftmail bench ... --json` output (or any JSON
-// object with a "metrics" array of Metric) per round n.
+// object with a "metrics" array of Metric) per round n. More figures of
+// the same round may come in <id>/a-<n>.<what>.json (e.g. a-1.procs.json
+// from `raftmail bench procs`); their rows follow those of a-<n>.json.
 type ReportConfig struct {
 	Results string
 	// Doc is the markdown file whose section between DocBegin and DocEnd
@@ -97,7 +99,18 @@ func (w *workload) load(dir string) error {
 	index := map[string]int{}
 	for _, side := range []string{"a", "b"} {
 		files, _ := filepath.Glob(filepath.Join(dir, side+"-*.json"))
-		slices.Sort(files)
+		// a-<n>.json first, then a-<n>.<what>.json, so that the
+		// workload's own figures lead the table.
+		extra := func(fn string) bool { return strings.Count(filepath.Base(fn), ".") > 1 }
+		slices.SortFunc(files, func(x, y string) int {
+			if ex, ey := extra(x), extra(y); ex != ey {
+				if ex {
+					return 1
+				}
+				return -1
+			}
+			return strings.Compare(x, y)
+		})
 		for _, fn := range files {
 			data, err := os.ReadFile(fn)
 			if err != nil {
@@ -306,7 +319,8 @@ func (rep *Report) WriteDoc(path string) error {
 }
 
 // SVG is a grouped bar chart, one panel per kind of figure (SMTP accept
-// rate, p99 latency, read throughput), two bars per workload. Each group is
+// rate, p99 latency, read throughput, CPU per message when measured), two
+// bars per workload. Each group is
 // scaled to its larger bar and labelled with both values, so workloads of
 // very different magnitudes stay readable.
 func (rep *Report) SVG() []byte {
@@ -340,6 +354,7 @@ func (rep *Report) SVG() []byte {
 		pick("SMTP accept rate (msgs/s, higher is better)", func(m Metric) bool { return m.Unit == "msgs/s" }),
 		pick("p99 latency (ms, lower is better)", func(m Metric) bool { return strings.HasSuffix(m.Name, "p99") }),
 		pick("read throughput (MB/s, higher is better)", func(m Metric) bool { return m.Unit == "MB/s" && !strings.Contains(m.Name, "header") }),
+		pick("CPU per message, whole machine (ms, lower is better)", func(m Metric) bool { return m.Name == "CPU per message, whole machine" }),
 	}
 	const (
 		groupW = 96
@@ -348,9 +363,13 @@ func (rep *Report) SVG() []byte {
 		top    = 48
 		left   = 20
 	)
+	panels = slices.DeleteFunc(panels, func(p panel) bool { return len(p.groups) == 0 && strings.HasPrefix(p.title, "CPU") })
+	// A panel is as wide as its bars, or as its bold title (about 7 px a
+	// character at 11 px), whichever is wider.
+	panelW := func(p panel) int { return max(max(len(p.groups), 2)*groupW, len([]rune(p.title))*7) }
 	width := left
 	for _, p := range panels {
-		width += max(len(p.groups), 2)*groupW + 30
+		width += panelW(p) + 30
 	}
 	height := top + plotH + 70
 	var b strings.Builder
@@ -362,7 +381,7 @@ func (rep *Report) SVG() []byte {
 	x := left
 	base := top + plotH
 	for _, p := range panels {
-		pw := max(len(p.groups), 2) * groupW
+		pw := panelW(p)
 		fmt.Fprintf(&b, `<text x="%d" y="%d" font-weight="bold">%s</text>`+"\n", x, top-8, html.EscapeString(p.title))
 		fmt.Fprintf(&b, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="#333"/>`+"\n", x, base, x+pw, base)
 		for i, g := range p.groups {

@@ -37,6 +37,13 @@ type SMTPConfig struct {
 	TLSInsecure bool
 	// Messages to send; Size of each in bytes (headers included).
 	Messages, Size int
+	// Unique sends bodies of pseudo-random base64 that differ from
+	// message to message and from run to run (MessageSpec.Unique), so
+	// that neither de-duplication nor compression makes a message
+	// cheaper than real mail of its size.
+	Unique bool
+	// Seed picks the unique bodies; 0 = from the clock.
+	Seed uint64
 	// Concurrency is the number of connections; 0 = 1.
 	Concurrency int
 	// From is the envelope sender; "" = DefaultFrom for MX, User for
@@ -57,14 +64,31 @@ type SMTPResult struct {
 	Addrs       []string       `json:"addrs"`
 	Messages    int            `json:"messages"`
 	Size        int            `json:"size_bytes"`
+	Unique      bool           `json:"unique_bodies"`
+	Seed        uint64         `json:"seed,omitempty"` // of the unique bodies
 	Concurrency int            `json:"concurrency"`
 	Accepted    int            `json:"accepted"`
 	Errors      map[string]int `json:"errors"` // by reply code; "conn" = no reply
-	Elapsed     float64        `json:"elapsed_s"`
-	Rate        float64        `json:"messages_per_s"`
-	MBps        float64        `json:"mb_per_s"`
-	Latency     Latency        `json:"latency"`
-	Metrics     []Metric       `json:"metrics"`
+	// Replies counts every message's outcome by the code of the reply
+	// that ended it ("250", "451", "552", ...; "conn" = no reply: the
+	// connection broke or timed out), successes included.
+	Replies map[string]int `json:"replies"`
+	// PerAddr is the same per server address, in the order of Addrs.
+	PerAddr []AddrResult `json:"per_addr"`
+	Elapsed float64      `json:"elapsed_s"`
+	Rate    float64      `json:"messages_per_s"`
+	MBps    float64      `json:"mb_per_s"`
+	Latency Latency      `json:"latency"`
+	Metrics []Metric     `json:"metrics"`
+}
+
+// AddrResult is what one server address of an SMTP workload answered.
+type AddrResult struct {
+	Addr    string         `json:"addr"`
+	Replies map[string]int `json:"replies"` // as SMTPResult.Replies
+	// Elapsed runs from the start of the workload to this address's
+	// last reply.
+	Elapsed float64 `json:"elapsed_s"`
 }
 
 func (c *SMTPConfig) validate() error {
@@ -102,6 +126,9 @@ func (c *SMTPConfig) validate() error {
 	}
 	if c.Timeout <= 0 {
 		c.Timeout = DefaultTimeout
+	}
+	if c.Unique && c.Seed == 0 {
+		c.Seed = uint64(time.Now().UnixNano())
 	}
 	return nil
 }
@@ -151,9 +178,15 @@ func RunSMTP(ctx context.Context, cfg SMTPConfig) (*SMTPResult, error) {
 		mu      sync.Mutex
 		lat     []time.Duration
 		errs    = map[string]int{}
+		replies = map[string]int{}
+		perAddr = make([]AddrResult, len(cfg.Addrs))
 		wg      sync.WaitGroup
 		sizeSum atomic.Int64
 	)
+	for i, a := range cfg.Addrs {
+		perAddr[i] = AddrResult{Addr: a, Replies: map[string]int{}}
+	}
+	spec := MessageSpec{From: cfg.From, To: cfg.To, Size: cfg.Size, Unique: cfg.Unique, Seed: cfg.Seed}
 	tr := cfg.Progress.start("smtp", cfg.Messages)
 	start := time.Now()
 	for i := range conns {
@@ -166,35 +199,43 @@ func RunSMTP(ctx context.Context, cfg SMTPConfig) (*SMTPResult, error) {
 				lat = append(lat, mine...)
 				mu.Unlock()
 			}()
-			fail := func(code string) {
+			ai := i % len(cfg.Addrs)
+			// reply records how a message ended: "250", a reply code, or
+			// "conn".
+			reply := func(code string) {
 				mu.Lock()
-				errs[code]++
+				replies[code]++
+				perAddr[ai].Replies[code]++
+				perAddr[ai].Elapsed = time.Since(start).Seconds()
+				if code != "250" {
+					errs[code]++
+				}
 				mu.Unlock()
 			}
 			for k := int(next.Add(1) - 1); k < cfg.Messages && ctx.Err() == nil; k = int(next.Add(1) - 1) {
 				c := conns[i]
 				if c == nil {
 					var err error
-					if c, err = dialSMTP(cfg, cfg.Addrs[i%len(cfg.Addrs)]); err != nil {
-						fail("conn")
+					if c, err = dialSMTP(cfg, cfg.Addrs[ai]); err != nil {
+						reply("conn")
 						tr.Add(1)
 						time.Sleep(100 * time.Millisecond)
 						continue
 					}
 					conns[i] = c
 				}
-				msg := Message(k, cfg.From, cfg.To, cfg.Size)
-				d, err := c.send(cfg.From, cfg.To, msg)
+				d, size, err := c.send(cfg.From, cfg.To, spec, k)
 				tr.Add(1)
 				var se *smtp.SMTPError
 				switch {
 				case err == nil:
 					mine = append(mine, d)
-					sizeSum.Add(int64(len(msg)))
+					sizeSum.Add(size)
+					reply("250")
 				case errors.As(err, &se):
-					fail(strconv.Itoa(se.Code))
+					reply(strconv.Itoa(se.Code))
 				default:
-					fail("conn")
+					reply("conn")
 				}
 				broken := err != nil && se == nil
 				if !broken && c.c.Reset() != nil {
@@ -215,11 +256,15 @@ func RunSMTP(ctx context.Context, cfg SMTPConfig) (*SMTPResult, error) {
 	}
 	r := &SMTPResult{
 		Kind: "smtp", Addrs: cfg.Addrs, Messages: cfg.Messages, Size: cfg.Size,
-		Concurrency: cfg.Concurrency, Accepted: len(lat), Errors: errs,
+		Unique: cfg.Unique, Concurrency: cfg.Concurrency, Accepted: len(lat), Errors: errs,
+		Replies: replies, PerAddr: perAddr,
 		Elapsed: elapsed.Seconds(),
 		Rate:    float64(len(lat)) / elapsed.Seconds(),
 		MBps:    float64(sizeSum.Load()) / 1e6 / elapsed.Seconds(),
 		Latency: Summarize(lat),
+	}
+	if cfg.Unique {
+		r.Seed = cfg.Seed
 	}
 	r.Metrics = append([]Metric{{Name: "accepted", Unit: "msgs/s", Value: r.Rate, Higher: true}},
 		latencyMetrics("accept ", r.Latency)...)
@@ -298,26 +343,28 @@ func dialSMTP(cfg SMTPConfig, addr string) (*smtpConn, error) {
 	return &smtpConn{c: c, conn: wt}, nil
 }
 
-// send runs one transaction and returns the time from the end of the data
-// to the reply. It does not RSET.
-func (m *smtpConn) send(from, to string, msg []byte) (time.Duration, error) {
+// send runs one transaction with message k of spec and returns the time
+// from the end of the data to the reply, and the message's size. It does
+// not RSET.
+func (m *smtpConn) send(from, to string, spec MessageSpec, k int) (time.Duration, int64, error) {
 	if err := m.c.Mail(from, nil); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	if err := m.c.Rcpt(to, nil); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	w, err := m.c.Data()
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	if _, err := w.Write(msg); err != nil {
-		return 0, err
+	n, err := spec.WriteTo(w, k)
+	if err != nil {
+		return 0, 0, err
 	}
 	if _, err := w.CloseWithResponse(); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	return time.Since(m.conn.lastWrite), nil
+	return time.Since(m.conn.lastWrite), n, nil
 }
 
 func (m *smtpConn) close() {

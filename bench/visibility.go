@@ -103,8 +103,9 @@ func RunVisibility(ctx context.Context, cfg VisibilityConfig) (*VisibilityResult
 	defer tr.stop()
 	var lat []time.Duration
 	seen := sel.NumMessages
+	spec := MessageSpec{From: sc.From, To: sc.To, Size: cfg.Size}
 	for k := range cfg.Messages {
-		if _, err := mx.send(sc.From, sc.To, Message(k, sc.From, sc.To, cfg.Size)); err != nil {
+		if _, _, err := mx.send(sc.From, sc.To, spec, k); err != nil {
 			return nil, fmt.Errorf("bench: message %d through %s: %w", k, cfg.SendAddr, err)
 		}
 		accepted := time.Now()

@@ -10,12 +10,26 @@
 #   SMTP 2,000 x 10 KiB at concurrency 1, 16 and 64; 100 x 1 MiB at 4
 #   IMAP on the resulting mailbox; 250 -> IDLE EXISTS visibility; POP3 RETR
 #
-# then writes the side-by-side section of docs/benchmarks.md and
-# docs/bench-peers.svg (`raftmail bench report`), and stops everything it
-# started. Not part of make test or CI: it needs root (Debian packages).
+# Each SMTP round is watched by `raftmail bench procs` from just before the
+# client starts until the server is done with the round (Postfix's queue
+# empty; every Raftmail node has applied everything and holds every body):
+# CPU time per message of the whole machine and of the server's processes,
+# and the peaks of the server's processes' summed VmRSS and Pss. Another
+# watch spans the whole run for the servers' peak memory (VmHWM, Pss).
 #
-#   BENCH_SCALE=0.25   scale every message count (default 1)
+# Then it writes the side-by-side section of docs/benchmarks.md and
+# docs/bench-peers.svg (`raftmail bench report`), prints the table, and
+# stops everything it started. Not part of make test or CI: it needs root
+# (Debian packages) and curl.
+#
+#   BENCH_SCALE=0.25   scale every message count (default 1; 0.1 with
+#                      BENCH_ROUNDS=1 is a run of a few minutes)
 #   BENCH_ROUNDS=3     rounds per workload
+#   BENCH_UNIQUE=1     SMTP bodies of random base64, different in every
+#                      message (default: one line of text repeated)
+#   BENCH_DOC=...      the markdown file to write (default docs/benchmarks.md;
+#                      empty: none), BENCH_SVG=... the chart (default
+#                      docs/bench-peers.svg; empty: none)
 #   BENCH_KEEP=1       keep the temporary directory (results, node logs)
 #   PEERS_SCRIPT=...   the Postfix + Dovecot installer
 set -euo pipefail
@@ -26,6 +40,10 @@ ROOT=$(pwd)
 . scripts/bench-cluster.sh
 SCALE=${BENCH_SCALE:-1}
 ROUNDS=${BENCH_ROUNDS:-3}
+DOC=${BENCH_DOC-docs/benchmarks.md}
+SVG=${BENCH_SVG-docs/bench-peers.svg}
+UNIQUE=()
+[ -n "${BENCH_UNIQUE:-}" ] && UNIQUE=(--unique)
 PEERS_SCRIPT=${PEERS_SCRIPT:-$ROOT/../shared/peers/postfix-dovecot.sh}
 if [ ! -f "$PEERS_SCRIPT" ]; then
 	cat >&2 <<TXT
@@ -54,11 +72,14 @@ RM_USER=demo@example.test
 port() { echo $((10000 + 100 * $1 + $2)); }
 
 runlocal_pid=
-sampler_pid=
+watch_pid=
+run_watch_pids=()
 cleanup() {
 	set +e
 	trap - EXIT INT TERM
-	[ -n "$sampler_pid" ] && kill "$sampler_pid" 2>/dev/null && wait "$sampler_pid" 2>/dev/null
+	for p in $watch_pid "${run_watch_pids[@]}"; do
+		kill -TERM "$p" 2>/dev/null && wait "$p" 2>/dev/null
+	done
 	if [ -n "$runlocal_pid" ]; then
 		kill -TERM "$runlocal_pid" 2>/dev/null
 		wait "$runlocal_pid" 2>/dev/null
@@ -81,31 +102,41 @@ echo ">> a three-node Raftmail cluster in $WORK/raftmail"
 # TERM (scripts/bench-cluster.sh).
 start_cluster "$RM_PASS"
 
-# Peak RSS of Postfix and Dovecot: every second, the sum of VmHWM over their
-# live processes (by executable), keeping the largest sum seen.
-sample_rss() {
-	local pf_max=0 dc_max=0 pf dc exe hwm p
-	while :; do
-		pf=0 dc=0
-		for p in /proc/[0-9]*; do
-			exe=$(readlink "$p/exe" 2>/dev/null) || continue
-			case $exe in
-			/usr/lib/postfix/* | /usr/sbin/postfix) kind=pf ;;
-			/usr/lib/dovecot/* | /usr/sbin/dovecot) kind=dc ;;
-			*) continue ;;
-			esac
-			hwm=$(awk '/^VmHWM:/ { print $2 }' "$p/status" 2>/dev/null) || continue
-			[ -n "$hwm" ] || continue
-			if [ $kind = pf ]; then pf=$((pf + hwm)); else dc=$((dc + hwm)); fi
-		done
-		[ $pf -gt $pf_max ] && pf_max=$pf
-		[ $dc -gt $dc_max ] && dc_max=$dc
-		echo "$pf_max $dc_max" >"$WORK/peer-rss.tmp" && mv "$WORK/peer-rss.tmp" "$WORK/peer-rss"
-		sleep 1
+# The servers' processes: Postfix + Dovecot by executable, Raftmail's
+# three nodes by pid (groups of `raftmail bench procs`).
+PF_PROCS=exe:/usr/lib/postfix/,exe:/usr/sbin/postfix
+DC_PROCS=exe:/usr/lib/dovecot/,exe:/usr/sbin/dovecot
+RM_PROCS=pid:${node_pids[0]},pid:${node_pids[1]},pid:${node_pids[2]}
+
+# Peak memory over the whole run: every second, the sums of VmHWM and of
+# Pss over each server's live processes, keeping the largest sums seen.
+mkdir -p "$RES/rss"
+"$BIN" bench procs --peak hwm --pss --interval 1s --json \
+	--group "Postfix processes=$PF_PROCS" --group "Dovecot processes=$DC_PROCS" >"$RES/rss/a-1.json" &
+run_watch_pids+=($!)
+"$BIN" bench procs --peak hwm --pss --interval 1s --json \
+	--group "node1=pid:${node_pids[0]}" --group "node2=pid:${node_pids[1]}" --group "node3=pid:${node_pids[2]}" >"$RES/rss/b-1.json" &
+run_watch_pids+=($!)
+
+# watch_start FILE GROUP MESSAGES: watches GROUP (NAME=SPEC,...) every
+# 100 ms with `raftmail bench procs`, which writes its figures to FILE at
+# watch_stop; returns once the first sample is taken.
+watch_start() {
+	rm -f "$WORK/watch.ready"
+	"$BIN" bench procs --group "$2" --messages "$3" --pss --interval 100ms --ready "$WORK/watch.ready" --json >"$1" &
+	watch_pid=$!
+	for _ in $(seq 1 250); do
+		[ -e "$WORK/watch.ready" ] && return 0
+		sleep 0.02
 	done
+	echo "bench-peers: bench procs did not start" >&2
+	exit 1
 }
-sample_rss &
-sampler_pid=$!
+watch_stop() {
+	kill -TERM "$watch_pid"
+	wait "$watch_pid"
+	watch_pid=
+}
 
 # drain_postfix waits until Postfix has handed everything it accepted to
 # Dovecot, so that its background delivery does not run during (and slow
@@ -113,34 +144,43 @@ sampler_pid=$!
 drain_postfix() {
 	for _ in $(seq 1 600); do
 		[ -z "$(postqueue -j 2>/dev/null | head -c1)" ] && return 0
-		sleep 0.5
+		sleep 0.1
 	done
 }
 
 MX_ADDRS=(--addr "127.0.0.1:$(port 1 25)" --addr "127.0.0.1:$(port 2 25)" --addr "127.0.0.1:$(port 3 25)")
-# workload ID TITLE: records it, then runs A and B BENCH_ROUNDS times.
-# The commands are in A_ARGS and B_ARGS (arguments of `raftmail bench`).
+# workload ID TITLE [MESSAGES]: records it, then runs A and B BENCH_ROUNDS
+# times. The commands are in A_ARGS and B_ARGS (arguments of `raftmail
+# bench`). With MESSAGES (an SMTP workload), each round is watched until
+# the server is done with it: <id>/a-<round>.procs.json.
 workload() {
-	local id=$1 title=$2 r
+	local id=$1 title=$2 n=${3:-} r
 	mkdir -p "$RES/$id"
 	printf '%s\t%s\t%s\t%s\n' "$id" "$title" "raftmail bench ${A_ARGS[*]}" "raftmail bench ${B_ARGS[*]//$RM_PASS/PASSWORD}" >>"$RES/workloads.tsv"
 	for r in $(seq 1 "$ROUNDS"); do
 		echo ">> $title, round $r/$ROUNDS: Postfix + Dovecot"
+		[ -n "$n" ] && watch_start "$RES/$id/a-$r.procs.json" "server processes=$PF_PROCS,$DC_PROCS" "$n"
 		"$BIN" bench "${A_ARGS[@]}" --json >"$RES/$id/a-$r.json"
 		drain_postfix
+		[ -n "$n" ] && watch_stop
 		echo ">> $title, round $r/$ROUNDS: Raftmail"
+		[ -n "$n" ] && watch_start "$RES/$id/b-$r.procs.json" "server processes=$RM_PROCS" "$n"
 		"$BIN" bench "${B_ARGS[@]}" --json >"$RES/$id/b-$r.json"
+		if [ -n "$n" ]; then
+			wait_settled
+			watch_stop
+		fi
 	done
 }
 
 for c in 1 16 64; do
-	A_ARGS=(smtp --addr 127.0.0.1:2525 --to $PEER_USER --messages "$N_SMALL" --size 10KiB --concurrency $c)
-	B_ARGS=(smtp "${MX_ADDRS[@]}" --to $RM_USER --messages "$N_SMALL" --size 10KiB --concurrency $c)
-	workload smtp-c$c "SMTP $N_SMALL × 10 KiB, concurrency $c"
+	A_ARGS=(smtp --addr 127.0.0.1:2525 --to $PEER_USER --messages "$N_SMALL" --size 10KiB --concurrency $c "${UNIQUE[@]}")
+	B_ARGS=(smtp "${MX_ADDRS[@]}" --to $RM_USER --messages "$N_SMALL" --size 10KiB --concurrency $c "${UNIQUE[@]}")
+	workload smtp-c$c "SMTP $N_SMALL × 10 KiB, concurrency $c" "$N_SMALL"
 done
-A_ARGS=(smtp --addr 127.0.0.1:2525 --to $PEER_USER --messages "$N_LARGE" --size 1MiB --concurrency 4)
-B_ARGS=(smtp "${MX_ADDRS[@]}" --to $RM_USER --messages "$N_LARGE" --size 1MiB --concurrency 4)
-workload smtp-1mib-c4 "SMTP $N_LARGE × 1 MiB, concurrency 4"
+A_ARGS=(smtp --addr 127.0.0.1:2525 --to $PEER_USER --messages "$N_LARGE" --size 1MiB --concurrency 4 "${UNIQUE[@]}")
+B_ARGS=(smtp "${MX_ADDRS[@]}" --to $RM_USER --messages "$N_LARGE" --size 1MiB --concurrency 4 "${UNIQUE[@]}")
+workload smtp-1mib-c4 "SMTP $N_LARGE × 1 MiB, concurrency 4" "$N_LARGE"
 
 # Postfix hands mail to Dovecot after its 250: wait until Dovecot holds
 # everything Postfix accepted (the queue is empty) before reading it.
@@ -158,30 +198,26 @@ A_ARGS=(pop3 --addr 127.0.0.1:2110 --user $PEER_USER --pass $PEER_PASS)
 B_ARGS=(pop3 --addr "127.0.0.1:$(port 2 10)" --user $RM_USER --pass "$RM_PASS")
 workload pop3 "POP3 STAT, UIDL, RETR of every message (Raftmail: node 2)"
 
-# Peak memory.
-sleep 1.5
-read -r pf_kb dc_kb <"$WORK/peer-rss"
-mkdir -p "$RES/rss"
-mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
-printf '{"metrics":[{"name":"peak RSS, all processes","unit":"MiB","value":%s},{"name":"peak RSS, Postfix processes","unit":"MiB","value":%s},{"name":"peak RSS, Dovecot processes","unit":"MiB","value":%s}]}\n' \
-	"$(mib $((pf_kb + dc_kb)))" "$(mib "$pf_kb")" "$(mib "$dc_kb")" >"$RES/rss/a-1.json"
-total=0
-node_metrics=""
-for n in 1 2 3; do
-	kb=$(awk '/^VmHWM:/ { print $2 }' "/proc/${node_pids[$((n - 1))]}/status")
-	total=$((total + kb))
-	node_metrics+=",{\"name\":\"peak RSS, node$n\",\"unit\":\"MiB\",\"value\":$(mib "$kb")}"
+# Peak memory over the whole run.
+for p in "${run_watch_pids[@]}"; do
+	kill -TERM "$p"
+	wait "$p"
 done
-printf '{"metrics":[{"name":"peak RSS, all processes","unit":"MiB","value":%s}%s]}\n' "$(mib $total)" "$node_metrics" >"$RES/rss/b-1.json"
-printf 'rss\tpeak memory over the whole run (VmHWM)\t\t\n' >>"$RES/workloads.tsv"
+run_watch_pids=()
+printf 'rss\tpeak memory over the whole run (VmHWM, Pss)\t\t\n' >>"$RES/workloads.tsv"
 
+if [ -n "${BENCH_UNIQUE:-}" ]; then
+	bodies="SMTP bodies are base64 of random bytes, different in every message (BENCH_UNIQUE=1)."
+else
+	bodies="SMTP bodies repeat one line of text (they compress well)."
+fi
 cat >"$WORK/notes.md" <<TXT
 Scale: BENCH_SCALE=$SCALE (message counts × $SCALE of the full run: $N_SMALL × 10 KiB,
 $N_LARGE × 1 MiB, $N_VIS visibility messages), $ROUNDS rounds per workload, each
 round A (Postfix + Dovecot) then B (Raftmail), one workload after the other, so
 IMAP and POP3 read the mailbox every SMTP round filled (on both servers the
 same messages). From the second IMAP round on, STORE finds every message
-already \\Seen.
+already \\Seen. $bodies
 
 What a 250 means differs: Postfix answers once the message is in its queue on
 one disk (fsynced), and hands it to Dovecot over LMTP afterwards; Raftmail
@@ -192,10 +228,30 @@ Connections spread over the three nodes' MX ports; Postfix has one. IMAP and
 POP3 run over plain TCP on both (Dovecot is configured without TLS; Raftmail's
 plain listeners on loopback accept a password without TLS, as Dovecot's do).
 
-Memory: for Postfix + Dovecot, the largest sum (sampled every second) of the
-peak RSS (VmHWM) of their live processes, found by executable
-(/usr/lib/postfix, /usr/lib/dovecot); for Raftmail, each \`raftmail serve\`'s
-VmHWM at the end and their sum.
+CPU per message (SMTP workloads): each round is watched by \`raftmail bench
+procs\` from just before the client starts until the server is done with the
+round's messages (A: Postfix's queue is empty, so Dovecot holds them all; B:
+the three nodes have applied the same index and none lacks a body), and the
+CPU time is divided by the round's messages. *Whole machine* is the busy time
+of every core from /proc/stat (user, nice, system, irq and softirq: not idle,
+iowait or steal) less the watcher's own: it includes the load generator (the
+same client for both servers) and anything else the machine ran meanwhile.
+*Server processes* is the user and system time of the server's processes
+(Postfix + Dovecot found by executable, with the time of the children they
+reaped; Raftmail's three \`raftmail serve\`). *Peak RSS, server processes*
+is the largest sum of the VmRSS of those processes, sampled every 100 ms over
+the same span; *peak PSS* the largest sum of their Pss (smaps_rollup: each
+process's private pages plus its share of the pages it shares), which counts
+the libraries and shared memory of Postfix's and Dovecot's many processes
+once rather than once per process: the fairer figure of the two for a server
+of many processes (for Raftmail's three static processes they are about the
+same).
+
+Memory over the whole run: for Postfix + Dovecot, the largest sum (sampled
+every second) of the peak RSS (VmHWM) of their live processes, found by
+executable (/usr/lib/postfix, /usr/lib/dovecot); for Raftmail, each
+\`raftmail serve\`'s VmHWM at the end and their sum. Peak PSS: the largest
+sampled sum of Pss, as above but every second.
 
 Postfix $(postconf -h mail_version 2>/dev/null || echo '?'), Dovecot $(dovecot --version 2>/dev/null | cut -d' ' -f1 || echo '?')
 (Debian packages, configured by shared/peers/postfix-dovecot.sh: Maildir,
@@ -203,4 +259,4 @@ mail_fsync=optimized, LMTP from Postfix to Dovecot).
 TXT
 
 echo ">> report"
-"$BIN" bench report --results "$RES" --doc docs/benchmarks.md --svg docs/bench-peers.svg --notes "$WORK/notes.md"
+"$BIN" bench report --results "$RES" --doc "$DOC" --svg "$SVG" --notes "$WORK/notes.md"

@@ -28,12 +28,13 @@ func newBenchCmd() *cobra.Command {
   raftmail bench imap --addr 127.0.0.1:993 --tls --tls-insecure --user U --pass P
   raftmail bench visibility --send 127.0.0.1:25 --idle 127.0.0.1:143 --user U --pass P --messages 200
   raftmail bench pop3 --addr 127.0.0.1:110 --user U --pass P
+  raftmail bench procs --group node1=pid:4242 --group postfix=exe:/usr/lib/postfix/ --ready F   (until SIGTERM)
 
 Progress goes to stderr (a bar on a terminal, a line a second otherwise);
 figures to stdout, as text or with --json. scripts/bench-peers.sh (make
 bench-peers) runs them against Postfix + Dovecot and a Raftmail cluster.`,
 	}
-	c.AddCommand(newBenchSMTPCmd(), newBenchIMAPCmd(), newBenchVisibilityCmd(), newBenchPOP3Cmd(), newBenchReportCmd())
+	c.AddCommand(newBenchSMTPCmd(), newBenchIMAPCmd(), newBenchVisibilityCmd(), newBenchPOP3Cmd(), newBenchProcsCmd(), newBenchReportCmd())
 	return c
 }
 
@@ -85,9 +86,18 @@ func newBenchSMTPCmd() *cobra.Command {
 		Long: `Sends --messages messages of --size bytes (headers included) over --concurrency
 connections, connection i to the i-th --addr (round robin), each sending in a
 loop with RSET between messages. Latency runs from the last write of the
-final "." to the server's reply. Failures are counted by reply code ("conn":
-the connection broke), never retried. Every 100th message contains the word
-"` + bench.SearchWord + `" (for bench imap's SEARCH TEXT).
+final "." to the server's reply. Every message's outcome is counted by the
+code of the reply that ended it (250, 4xx, 5xx; "conn": the connection broke
+or timed out), overall and per --addr; failures are never retried. Every
+100th message contains the word "` + bench.SearchWord + `" (for bench imap's
+SEARCH TEXT).
+
+Bodies repeat one line of text unless --unique: then each body is base64 of
+pseudo-random bytes (from --seed, default the clock, and the message number),
+different in every message and every run, like an attachment that neither
+de-duplication nor compression makes cheaper. Messages are generated while
+they are sent, never held whole, so --size 45MiB at --concurrency 8 costs
+the client little memory.
 
 MX (default): no AUTH, envelope sender ` + bench.DefaultFrom + `.
 --submission: STARTTLS (or --tls) then AUTH PLAIN as --user.`,
@@ -115,6 +125,12 @@ MX (default): no AUTH, envelope sender ` + bench.DefaultFrom + `.
 			fmt.Fprintf(w, "accepted  %d in %.2fs: %.1f msgs/s, %.1f MB/s\n", r.Accepted, r.Elapsed, r.Rate, r.MBps)
 			printLatency(w, `"." → reply`, r.Latency)
 			printErrors(w, r.Errors)
+			fmt.Fprintf(w, "replies   %s\n", countList(r.Replies))
+			if len(r.PerAddr) > 1 {
+				for _, a := range r.PerAddr {
+					fmt.Fprintf(w, "  %-21s %s, last at %.2fs\n", a.Addr, countList(a.Replies), a.Elapsed)
+				}
+			}
 			return nil
 		},
 	}
@@ -128,6 +144,8 @@ MX (default): no AUTH, envelope sender ` + bench.DefaultFrom + `.
 	f.IntVar(&cfg.Messages, "messages", 1000, "messages to send")
 	f.StringVar(&size, "size", "10KiB", "size of each message (bytes, or e.g. 10KiB, 1MiB)")
 	f.IntVar(&cfg.Concurrency, "concurrency", 1, "connections sending at once")
+	f.BoolVar(&cfg.Unique, "unique", false, "a different body in every message (base64 of pseudo-random bytes)")
+	f.Uint64Var(&cfg.Seed, "seed", 0, "seed of the --unique bodies (default: from the clock)")
 	f.StringVar(&cfg.To, "to", "", "recipient (default --user)")
 	f.StringVar(&cfg.From, "from", "", "envelope sender (default "+bench.DefaultFrom+", or --user with --submission)")
 	b.add(c)
@@ -272,6 +290,112 @@ func newBenchPOP3Cmd() *cobra.Command {
 	return c
 }
 
+func newBenchProcsCmd() *cobra.Command {
+	var (
+		asJSON bool
+		cfg    bench.ProcsConfig
+		groups []string
+		peak   string
+		ready  string
+		sample string
+		dur    time.Duration
+	)
+	c := &cobra.Command{
+		Use:   "procs",
+		Short: "Watch processes' memory (VmRSS, VmHWM) and CPU time while a workload runs (Linux)",
+		Long: `Samples the processes of each --group every --interval from /proc until
+SIGTERM or SIGINT (or --duration), then prints per group the most processes
+alive at once, the largest sum of VmRSS (and when), the largest sum of VmHWM,
+VmHWM at the end, with --pss the largest sum of Pss (which counts pages shared
+between the processes once), and the CPU time (user+system, with that of
+children the group reaped), plus the busy CPU time of the whole machine (/proc/stat, less
+this watcher's own). A group is NAME=SPEC[,SPEC...], SPEC pid:N or
+exe:PATH-PREFIX (every process whose executable starts so, found at each
+sample). With --messages N the JSON metrics give CPU per message, for
+scripts/bench-peers.sh's report; --peak picks what its "peak RSS" is.
+
+  raftmail bench procs --group node1=pid:4242 --ready /tmp/w.ready --json > w.json &
+  (wait for /tmp/w.ready) ... run the workload ... kill -TERM %1; wait`,
+		Args: exactArgs(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := requireFlags(cmd, "group"); err != nil {
+				return err
+			}
+			for _, s := range groups {
+				g, err := bench.ParseProcGroup(s)
+				if err != nil {
+					return usagef(cmd, "--group: %v", err)
+				}
+				cfg.Groups = append(cfg.Groups, g)
+			}
+			switch peak {
+			case "rss":
+			case "hwm":
+				cfg.PeakHWM = true
+			default:
+				return usagef(cmd, "--peak is rss or hwm, not %q", peak)
+			}
+			if sample != "" {
+				f, err := os.Create(sample)
+				if err != nil {
+					return fmt.Errorf("--samples: %w", err)
+				}
+				defer f.Close()
+				cfg.Samples = f
+			}
+			ctx, cancel := benchContext(cmd)
+			defer cancel()
+			if dur > 0 {
+				var c2 context.CancelFunc
+				ctx, c2 = context.WithTimeout(ctx, dur)
+				defer c2()
+			}
+			var readyErr error
+			r, err := bench.WatchProcs(ctx, cfg, func() {
+				if ready != "" {
+					readyErr = os.WriteFile(ready, nil, 0o644)
+				}
+			})
+			if err != nil {
+				return err
+			}
+			if readyErr != nil {
+				return fmt.Errorf("--ready: %w", readyErr)
+			}
+			if asJSON {
+				return printJSON(cmd.OutOrStdout(), r)
+			}
+			w := cmd.OutOrStdout()
+			fmt.Fprintf(w, "%-20s %5s %12s %8s %12s %12s %12s %9s\n", "group", "procs", "peak RSS", "at", "peak HWM", "HWM at end", "peak PSS", "CPU")
+			for _, g := range r.Groups {
+				pss := "-"
+				if cfg.PSS {
+					pss = fmt.Sprintf("%.1f MiB", g.PeakPSS)
+				}
+				fmt.Fprintf(w, "%-20s %5d %8.1f MiB %7.1fs %8.1f MiB %8.1f MiB %12s %8.2fs\n", g.Name, g.Procs, g.PeakRSS, g.PeakRSSAt, g.PeakHWM, g.HWM, pss, g.CPU)
+			}
+			fmt.Fprintf(w, "whole machine: %.2fs of CPU; %d samples over %.1fs\n", r.MachineCPU, r.Samples, r.Elapsed)
+			for _, m := range r.Metrics {
+				if m.Unit == "ms/msg" {
+					fmt.Fprintf(w, "%s: %.3f ms\n", m.Name, m.Value)
+				}
+			}
+			return nil
+		},
+	}
+	f := c.Flags()
+	f.StringArrayVar(&groups, "group", nil, "NAME=pid:N or NAME=exe:PREFIX (comma-separate several; repeat for more groups)")
+	f.DurationVar(&cfg.Interval, "interval", 100*time.Millisecond, "time between samples")
+	f.IntVar(&cfg.Messages, "messages", 0, "messages of the workload watched (adds CPU per message)")
+	f.StringVar(&peak, "peak", "rss", `what the "peak RSS" metrics are: rss (largest sum of VmRSS) or hwm (largest sum of VmHWM)`)
+	f.BoolVar(&cfg.PSS, "pss", false, "also sum each process's Pss (smaps_rollup: shared pages divided among their sharers)")
+	f.StringVar(&ready, "ready", "", "file to create once the first sample is taken")
+	f.StringVar(&sample, "samples", "", "file for every sample (seconds, then each group's VmRSS in MiB; tab-separated)")
+	f.DurationVar(&dur, "duration", 0, "stop after this long (default: at SIGTERM or SIGINT)")
+	f.BoolVar(&asJSON, "json", false, "print the result as JSON")
+	return c
+}
+
 func newBenchReportCmd() *cobra.Command {
 	var cfg bench.ReportConfig
 	c := &cobra.Command{
@@ -325,16 +449,24 @@ func printErrors(w io.Writer, errs map[string]int) {
 		fmt.Fprintln(w, "errors    none")
 		return
 	}
-	codes := make([]string, 0, len(errs))
-	for c := range errs {
+	fmt.Fprintf(w, "errors    %s\n", countList(errs))
+}
+
+// countList is "250 × 7, 451 × 1", by code; "none" when empty.
+func countList(counts map[string]int) string {
+	if len(counts) == 0 {
+		return "none"
+	}
+	codes := make([]string, 0, len(counts))
+	for c := range counts {
 		codes = append(codes, c)
 	}
 	sort.Strings(codes)
 	var parts []string
 	for _, c := range codes {
-		parts = append(parts, fmt.Sprintf("%s × %d", c, errs[c]))
+		parts = append(parts, fmt.Sprintf("%s × %d", c, counts[c]))
 	}
-	fmt.Fprintf(w, "errors    %s\n", strings.Join(parts, ", "))
+	return strings.Join(parts, ", ")
 }
 
 func printSteps(w io.Writer, steps []bench.Step) {
