@@ -23,6 +23,19 @@ import (
 // ErrShutdown when the node stops. A command the state machine refused
 // (not found, exists, over quota...) is a nil error with res.Err() set.
 func (n *Node) Propose(ctx context.Context, cmd storage.Command) (uint64, storage.Result, error) {
+	return n.propose(ctx, cmd, true)
+}
+
+// ProposeNoWait is Propose without the wait for this node's own store: it
+// returns once the command is committed and the leader applied it (res is
+// the leader's result). For writers that read nothing back through this
+// node (an SMTP delivery): on a follower, that saves the wait until it
+// learns of the commit, up to the leader's commit timeout.
+func (n *Node) ProposeNoWait(ctx context.Context, cmd storage.Command) (uint64, storage.Result, error) {
+	return n.propose(ctx, cmd, false)
+}
+
+func (n *Node) propose(ctx context.Context, cmd storage.Command, waitLocal bool) (uint64, storage.Result, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, n.cfg.ProposeTimeout)
@@ -54,6 +67,9 @@ func (n *Node) Propose(ctx context.Context, cmd storage.Command) (uint64, storag
 		}
 		idx, res, sent, err := n.proposeOnce(ctx, data)
 		if err == nil {
+			if !waitLocal {
+				return idx, res, nil
+			}
 			if werr := n.store.WaitApplied(ctx, idx); werr != nil {
 				// Committed on a majority, but this node lags (it may have
 				// just been cut off). The write is durable: report success.

@@ -125,7 +125,7 @@ func Open(cfg Config) (*Store, error) {
 		return pebble.ValueSeparationPolicy{
 			Enabled:               true,
 			MinimumSize:           1024,
-			MaxBlobReferenceDepth: 10,
+			MaxBlobReferenceDepth: 64,
 			RewriteMinimumAge:     5 * time.Minute,
 			TargetGarbageRatio:    0.2,
 		}

@@ -23,13 +23,16 @@ type Cluster interface {
 	// Propose commits cmd through Raft and returns once the local store
 	// applied it.
 	Propose(ctx context.Context, cmd storage.Command) (uint64, storage.Result, error)
+	// ProposeNoWait commits cmd and returns the leader's result without
+	// waiting for the local store.
+	ProposeNoWait(ctx context.Context, cmd storage.Command) (uint64, storage.Result, error)
 }
 
 // Defaults for zero Config fields.
 const (
 	DefaultMaxMessageBytes    = 50 << 20
 	DefaultMaxHeaderBytes     = 1 << 20
-	DefaultSpoolMemoryMessage = 1 << 20
+	DefaultSpoolMemoryMessage = 4 << 20
 	DefaultSpoolMemory        = 64 << 20
 	DefaultUnauthInFlight     = 512 << 20
 	DefaultInlineBody         = 32 << 10
@@ -182,6 +185,11 @@ type Message struct {
 	BodyOffset int64
 	// Time stamps the Deliver command; zero = now.
 	Time time.Time
+	// ReadBack: the caller reads the delivery back through this node
+	// (IMAP APPEND), so Commit returns only once this node's store has
+	// applied it. Otherwise (SMTP, bounces) it returns as soon as the
+	// delivery is committed.
+	ReadBack bool
 }
 
 // Size is the stored size.
@@ -276,9 +284,14 @@ func (p *Pipeline) Store(ctx context.Context, m Message) (Stored, Outcome, error
 
 // Deliver proposes cmd (a Deliver referencing a stored body) and
 // classifies the outcome. res is the state machine's result when
-// Accepted or Refused.
-func (p *Pipeline) Deliver(ctx context.Context, cmd storage.Command) (storage.Result, Outcome, error) {
-	_, res, err := p.cfg.Cluster.Propose(ctx, cmd)
+// Accepted or Refused. With readBack it returns only once this node's
+// store applied it.
+func (p *Pipeline) Deliver(ctx context.Context, cmd storage.Command, readBack bool) (storage.Result, Outcome, error) {
+	propose := p.cfg.Cluster.ProposeNoWait
+	if readBack {
+		propose = p.cfg.Cluster.Propose
+	}
+	_, res, err := propose(ctx, cmd)
 	if err != nil {
 		if outcomeUnknown(err) {
 			return res, Unknown, err
@@ -328,7 +341,7 @@ func (p *Pipeline) Commit(ctx context.Context, m Message, build func(Stored) (st
 	if !m.Time.IsZero() {
 		cmd.Time = m.Time.UTC()
 	}
-	return p.Deliver(ctx, cmd)
+	return p.Deliver(ctx, cmd, m.ReadBack)
 }
 
 // bytes reads the whole stored message (size bytes).

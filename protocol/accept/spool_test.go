@@ -20,6 +20,9 @@ func (nopCluster) StoreBlobFrom(context.Context, storage.BlobSource) error { ret
 func (nopCluster) Propose(context.Context, storage.Command) (uint64, storage.Result, error) {
 	return 0, storage.Result{}, nil
 }
+func (nopCluster) ProposeNoWait(context.Context, storage.Command) (uint64, storage.Result, error) {
+	return 0, storage.Result{}, nil
+}
 
 func newTestPipeline(t *testing.T, cfg Config) *Pipeline {
 	t.Helper()

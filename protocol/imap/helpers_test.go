@@ -296,3 +296,7 @@ type proposeVia struct {
 func (p proposeVia) Propose(ctx context.Context, cmd storage.Command) (uint64, storage.Result, error) {
 	return p.c.Propose(ctx, cmd)
 }
+
+func (p proposeVia) ProposeNoWait(ctx context.Context, cmd storage.Command) (uint64, storage.Result, error) {
+	return p.c.Propose(ctx, cmd)
+}

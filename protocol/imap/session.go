@@ -495,7 +495,7 @@ func (s *session) Append(mailbox string, r imap.LiteralReader, options *imap.App
 	}
 	ctx, cancel := s.ctx()
 	defer cancel()
-	res, out, err := s.srv.cfg.Accept.Commit(ctx, accept.Message{Spool: sp}, func(st accept.Stored) (storage.Deliver, error) {
+	res, out, err := s.srv.cfg.Accept.Commit(ctx, accept.Message{Spool: sp, ReadBack: true}, func(st accept.Stored) (storage.Deliver, error) {
 		d := storage.Deliver{
 			Blob: st.Hash, Size: st.Size,
 			Targets: []storage.DeliverTarget{{Account: s.user, Mailbox: mb.Name, Flags: flags}},

@@ -34,7 +34,7 @@ func (ss *session) commitLater(cmd storage.Command, log *slog.Logger) {
 		}
 		ctx, cancel := context.WithTimeout(srv.ctx, srv.cfg.CommitTimeout)
 		defer cancel()
-		if _, out, err := srv.cfg.Accept.Deliver(ctx, cmd); out != accept.Accepted {
+		if _, out, err := srv.cfg.Accept.Deliver(ctx, cmd, false); out != accept.Accepted {
 			log.Error("smtp: chaos_ack_early build: late commit failed", "err", err)
 		}
 	}()

@@ -283,6 +283,14 @@ func (f *faultyCluster) Propose(ctx context.Context, cmd storage.Command) (uint6
 	return f.Node.Propose(ctx, cmd)
 }
 
+func (f *faultyCluster) ProposeNoWait(ctx context.Context, cmd storage.Command) (uint64, storage.Result, error) {
+	f.proposed.Add(1)
+	if f.proposeErr != nil {
+		return 0, storage.Result{}, f.proposeErr
+	}
+	return f.Node.ProposeNoWait(ctx, cmd)
+}
+
 // writeErr imitates cluster's classified write errors.
 type writeErr struct {
 	msg     string
