@@ -51,6 +51,8 @@ type envOptions struct {
 	nodes   int
 	cluster func(i int, n *clustertest.Node) Cluster // nil: the node itself
 	auth    auth.Config
+	config  func(c *Config)                                      // adjusts each node's Config
+	wrap    func(ln net.Listener, implicitTLS bool) net.Listener // wraps each listener
 }
 
 func newEnv(t testing.TB, o envOptions) *env {
@@ -73,7 +75,7 @@ func newEnv(t testing.TB, o envOptions) *env {
 		if ac.BaseDelay == 0 {
 			ac.BaseDelay = -1
 		}
-		srv, err := New(Config{
+		cfg := Config{
 			Cluster:      cl,
 			Store:        n.Store,
 			Auth:         auth.New(ac),
@@ -82,7 +84,11 @@ func newEnv(t testing.TB, o envOptions) *env {
 			AppendLimit:  testAppendLimit,
 			NodeName:     n.Name,
 			WriteTimeout: 3 * time.Second,
-		})
+		}
+		if o.config != nil {
+			o.config(&cfg)
+		}
+		srv, err := New(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -93,6 +99,11 @@ func newEnv(t testing.TB, o envOptions) *env {
 		implicit, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
+		}
+		e.plain = append(e.plain, plain.Addr().String())
+		e.implicit = append(e.implicit, implicit.Addr().String())
+		if o.wrap != nil {
+			plain, implicit = o.wrap(plain, false), o.wrap(implicit, true)
 		}
 		errc := make(chan error, 2)
 		go func() { errc <- srv.Serve(plain) }()
@@ -110,8 +121,6 @@ func newEnv(t testing.TB, o envOptions) *env {
 			}
 		})
 		e.srvs = append(e.srvs, srv)
-		e.plain = append(e.plain, plain.Addr().String())
-		e.implicit = append(e.implicit, implicit.Addr().String())
 	}
 	return e
 }
