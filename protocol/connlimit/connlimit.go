@@ -118,7 +118,7 @@ type Limiter struct {
 }
 
 type logKey struct {
-	addr   netip.Addr // zero: the shared "other" entry
+	addr   netip.Addr // zero: node-cap refusals, and the shared "other" entry
 	reason Reason
 }
 
@@ -244,15 +244,19 @@ func (l *Limiter) release(s *slot) {
 	}
 }
 
-// refused counts a refusal and logs it, at most once per LogInterval per
-// client address and reason.
+// refused counts a refusal and logs it: a per-address refusal at most
+// once per LogInterval per client address, a node-cap refusal at most once
+// per LogInterval whatever the address (a flood from many addresses must
+// not become a flood of log lines).
 func (l *Limiter) refused(addr netip.Addr, reason Reason) {
+	addr = addr.Unmap().WithZone("")
+	key := logKey{addr: addr, reason: reason}
 	if reason == PerIP {
 		l.refusedPerIP.Add(1)
 	} else {
 		l.refusedPerNode.Add(1)
+		key.addr = netip.Addr{}
 	}
-	key := logKey{addr: addr.Unmap().WithZone(""), reason: reason}
 	now := time.Now()
 	l.mu.Lock()
 	e := l.mu.logged[key]
@@ -279,16 +283,18 @@ func (l *Limiter) refused(addr netip.Addr, reason Reason) {
 	e.last = now
 	l.mu.Unlock()
 
+	if reason == PerNode {
+		l.log.Warn("connection refused: too many connections to this node",
+			"reason", string(reason), "limit", l.cfg.PerNode, "count", count, "interval", l.cfg.LogInterval.String(),
+			"last_ip", addr.String())
+		return
+	}
 	ip := "other"
 	if key.addr.IsValid() {
 		ip = key.addr.String()
 	}
-	limit, text := l.cfg.PerIP, "from one address"
-	if reason == PerNode {
-		limit, text = l.cfg.PerNode, "to this node"
-	}
-	l.log.Warn("connection refused: too many connections "+text,
-		"ip", ip, "reason", string(reason), "limit", limit, "count", count, "interval", l.cfg.LogInterval.String())
+	l.log.Warn("connection refused: too many connections from one address",
+		"ip", ip, "reason", string(reason), "limit", l.cfg.PerIP, "count", count, "interval", l.cfg.LogInterval.String())
 }
 
 // pruneLogsLocked forgets the addresses whose last line is older than

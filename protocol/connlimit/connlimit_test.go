@@ -189,7 +189,8 @@ func TestSharedAcrossListeners(t *testing.T) {
 }
 
 // TestRefusalsLoggedOncePerInterval: a flood of refusals from one address
-// is one log line; the next, after the interval, carries the count.
+// is one log line, and so is a flood of node-cap refusals from many; the
+// next line, after the interval, carries the count.
 func TestRefusalsLoggedOncePerInterval(t *testing.T) {
 	var buf syncBuffer
 	l := newLimiter(t, Config{PerIP: 1, LogInterval: time.Hour, Logger: slog.New(slog.NewTextHandler(&buf, nil))})
@@ -203,6 +204,16 @@ func TestRefusalsLoggedOncePerInterval(t *testing.T) {
 	out := buf.String()
 	if n := strings.Count(out, "connection refused"); n != 2 {
 		t.Fatalf("%d log lines, want one per address:\n%s", n, out)
+	}
+	// Node-cap refusals: one line whatever the address.
+	node := newLimiter(t, Config{PerNode: 1, LogInterval: time.Hour, Logger: slog.New(slog.NewTextHandler(&buf, nil))})
+	ns := serve(t, node, false)
+	expectLine(t, dialFrom(t, "127.0.0.2", ns.addr), greeting)
+	for _, src := range []string{"127.0.0.3", "127.0.0.4", "127.0.0.5"} {
+		expectLine(t, dialFrom(t, src, ns.addr), refuseNode)
+	}
+	if n := strings.Count(buf.String(), "too many connections to this node"); n != 1 || !strings.Contains(buf.String(), "last_ip=127.0.0.3") {
+		t.Fatalf("%d node-cap lines, want one naming 127.0.0.3:\n%s", n, buf.String())
 	}
 	for _, want := range []string{"ip=127.0.0.2", "ip=127.0.0.3", "reason=per_ip", "protocol=smtp", "count=1"} {
 		if !strings.Contains(out, want) {

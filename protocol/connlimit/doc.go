@@ -18,8 +18,11 @@
 //     EMFILE/ENFILE it backs off (5 ms doubling to 500 ms) and logs once
 //     per LogInterval instead of returning the error, so the server's
 //     accept loop neither spins nor stops.
-//   - Refusal logs, at most one line per client address and reason per
-//     LogInterval, carrying the number of refusals since the last line.
+//   - Refusal logs, carrying the number of refusals since the last line:
+//     per-address refusals at most once per client address and
+//     LogInterval, node-cap refusals at most once per LogInterval (with the
+//     last address), so that a flood from many addresses is not a flood of
+//     log lines.
 //   - The figures for Prometheus (Collector): raftmail_connections_open
 //     {protocol} and raftmail_connections_refused_total{protocol,reason},
 //     reason "per_ip" or "per_node".
