@@ -33,9 +33,12 @@ type session struct {
 	srv  *Server
 	conn *imapserver.Conn
 	log  *slog.Logger
-	ip   string
-	user string // account address once logged in
-	sel  *selection
+	// connLog is log as created (key cid, no user), never reassigned:
+	// what bye and the watchdog, which run on other goroutines, log with.
+	connLog *slog.Logger
+	ip      string
+	user    string // account address once logged in
+	sel     *selection
 
 	// The watchdog (timeout.go): start is when the connection was
 	// accepted; loggedIn is set by Login; ac is the connection's
@@ -75,7 +78,8 @@ func newSession(srv *Server, conn *imapserver.Conn) *session {
 	if addr, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
 		ip = addr.IP.String()
 	}
-	s := &session{srv: srv, conn: conn, ip: ip, log: srv.log.With("cid", cid), start: time.Now(), raw: nc}
+	log := srv.log.With("cid", cid)
+	s := &session{srv: srv, conn: conn, ip: ip, log: log, connLog: log, start: time.Now(), raw: nc}
 	if s.ac = activityOf(nc); s.ac != nil {
 		s.raw = s.ac
 	}
@@ -85,7 +89,7 @@ func newSession(srv *Server, conn *imapserver.Conn) *session {
 
 func (s *session) bye(text string) {
 	if err := s.conn.Bye(text); err != nil {
-		s.log.Debug("bye", "err", err)
+		s.connLog.Debug("bye", "err", err)
 	}
 }
 
@@ -216,9 +220,9 @@ func (s *session) Login(username, password string) error {
 		return s.internal("login", err)
 	}
 	s.user = acct.Address
+	s.log = s.log.With("user", acct.Address)
 	s.loggedIn.Store(true)
 	s.rearmWatchdog(s.srv.cfg.IdleTimeout)
-	s.log = s.log.With("user", acct.Address)
 	s.log.Info("logged in", "ip", s.ip)
 	return nil
 }

@@ -187,9 +187,10 @@ func (s *session) watch() {
 	defer s.expiring.Done()
 
 	if s.loggedIn.Load() {
-		s.log.Info("closing connection", "reason", reason, "timeout", cfg.IdleTimeout.String())
+		// s.user was set before loggedIn: safe to read now.
+		s.connLog.Info("closing connection", "reason", reason, "user", s.user, "timeout", cfg.IdleTimeout.String())
 	} else {
-		s.log.Debug("closing connection", "reason", reason, "ip", s.ip, "timeout", cfg.PreAuthTimeout.String())
+		s.connLog.Debug("closing connection", "reason", reason, "ip", s.ip, "timeout", cfg.PreAuthTimeout.String())
 	}
 	force := time.AfterFunc(byeGrace, func() { _ = s.raw.Close() })
 	s.bye(text)
