@@ -75,6 +75,10 @@ func newConnLimiters(cfg *nodeConfig, log *slog.Logger) (map[string]*connlimit.L
 			log.Warn("the node's connection caps do not fit its file descriptor limit: scaled down", args...)
 		}
 	}
+	exemptText := connlimit.FormatExempt(exempt)
+	if exemptText == "" {
+		exemptText = "none"
+	}
 	ls := make(map[string]*connlimit.Limiter, len(settings))
 	for _, s := range settings {
 		l, err := connlimit.New(connlimit.Config{
@@ -87,7 +91,7 @@ func newConnLimiters(cfg *nodeConfig, log *slog.Logger) (map[string]*connlimit.L
 		}
 		ls[s.protocol] = l
 		log.Info("connection caps", "protocol", s.protocol, "per_ip", s.perIP, "per_node", s.perNode,
-			"exempt", connlimit.FormatExempt(exempt), "rlimit_nofile", limit)
+			"exempt", exemptText, "rlimit_nofile", limit)
 	}
 	return ls, nil
 }
