@@ -101,7 +101,9 @@ func (c Config) Validate() error {
 }
 
 // Limiter counts the open connections of one protocol and refuses those
-// past its caps. Safe for concurrent use.
+// past its caps. Safe for concurrent use. From its first refusal on it runs
+// one goroutine, which logs the refusals not yet logged once their
+// interval is over; Close stops it.
 type Limiter struct {
 	cfg Config
 	log *slog.Logger
@@ -109,11 +111,17 @@ type Limiter struct {
 	refusedPerIP   atomic.Uint64
 	refusedPerNode atomic.Uint64
 
+	stop      chan struct{} // closed by Close: ends the flusher
+	closeOnce sync.Once
+	flusher   sync.WaitGroup
+
 	mu struct {
 		sync.Mutex
-		open   int
-		byAddr map[netip.Addr]int // client key -> open connections, for PerIP
-		logged map[logKey]*logEntry
+		open     int
+		byAddr   map[netip.Addr]int // client key -> open connections, for PerIP
+		logged   map[logKey]*logEntry
+		flushing bool // the flusher was started
+		closed   bool
 	}
 }
 
@@ -123,8 +131,9 @@ type logKey struct {
 }
 
 type logEntry struct {
-	last   time.Time // when the last line was logged
-	unsent uint64    // refusals since then
+	last     time.Time  // when the last line was logged
+	unsent   uint64     // refusals since then
+	lastAddr netip.Addr // the last address refused (node-cap entry)
 }
 
 // New checks cfg and returns a Limiter.
@@ -145,7 +154,7 @@ func New(cfg Config) (*Limiter, error) {
 	if cfg.NodeName != "" {
 		log = log.With("node", cfg.NodeName)
 	}
-	l := &Limiter{cfg: cfg, log: log.With("protocol", cfg.Protocol)}
+	l := &Limiter{cfg: cfg, log: log.With("protocol", cfg.Protocol), stop: make(chan struct{})}
 	l.mu.byAddr = make(map[netip.Addr]int)
 	l.mu.logged = make(map[logKey]*logEntry)
 	return l, nil
@@ -274,19 +283,35 @@ func (l *Limiter) refused(addr netip.Addr, reason Reason) {
 		}
 	}
 	e.unsent++
+	if reason == PerNode {
+		e.lastAddr = addr
+	}
+	if !l.mu.flushing && !l.mu.closed {
+		l.mu.flushing = true
+		l.flusher.Add(1)
+		go l.flush()
+	}
 	if !e.last.IsZero() && now.Sub(e.last) < l.cfg.LogInterval {
 		l.mu.Unlock()
 		return
 	}
-	count := e.unsent
+	count, last := e.unsent, e.lastAddr
 	e.unsent = 0
 	e.last = now
 	l.mu.Unlock()
+	l.logRefusals(key, last, count)
+}
 
-	if reason == PerNode {
+// logRefusals writes the line for count refusals under key.
+func (l *Limiter) logRefusals(key logKey, lastAddr netip.Addr, count uint64) {
+	if key.reason == PerNode {
+		last := "unknown"
+		if lastAddr.IsValid() {
+			last = lastAddr.String()
+		}
 		l.log.Warn("connection refused: too many connections to this node",
-			"reason", string(reason), "limit", l.cfg.PerNode, "count", count, "interval", l.cfg.LogInterval.String(),
-			"last_ip", addr.String())
+			"reason", string(key.reason), "limit", l.cfg.PerNode, "count", count, "interval", l.cfg.LogInterval.String(),
+			"last_ip", last)
 		return
 	}
 	ip := "other"
@@ -294,7 +319,61 @@ func (l *Limiter) refused(addr netip.Addr, reason Reason) {
 		ip = key.addr.String()
 	}
 	l.log.Warn("connection refused: too many connections from one address",
-		"ip", ip, "reason", string(reason), "limit", l.cfg.PerIP, "count", count, "interval", l.cfg.LogInterval.String())
+		"ip", ip, "reason", string(key.reason), "limit", l.cfg.PerIP, "count", count, "interval", l.cfg.LogInterval.String())
+}
+
+// flush runs from the first refusal until Close: every LogInterval it logs
+// the refusals still unlogged, so that the end of a flood is logged too.
+func (l *Limiter) flush() {
+	defer l.flusher.Done()
+	t := time.NewTicker(l.cfg.LogInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.stop:
+			return
+		case now := <-t.C:
+			l.flushLogs(now)
+		}
+	}
+}
+
+// flushLogs logs, for every key whose last line is at least LogInterval
+// old, the refusals since, and forgets the keys with none.
+func (l *Limiter) flushLogs(now time.Time) {
+	type line struct {
+		key   logKey
+		last  netip.Addr
+		count uint64
+	}
+	var lines []line
+	l.mu.Lock()
+	for k, e := range l.mu.logged {
+		if now.Sub(e.last) < l.cfg.LogInterval {
+			continue
+		}
+		if e.unsent == 0 {
+			delete(l.mu.logged, k)
+			continue
+		}
+		lines = append(lines, line{k, e.lastAddr, e.unsent})
+		e.unsent = 0
+		e.last = now
+	}
+	l.mu.Unlock()
+	for _, ln := range lines {
+		l.logRefusals(ln.key, ln.last, ln.count)
+	}
+}
+
+// Close stops the Limiter's log flusher (refusals still work, and are
+// still logged as they happen). It does not close any listener.
+func (l *Limiter) Close() {
+	l.mu.Lock()
+	l.mu.closed = true
+	l.mu.Unlock()
+	l.closeOnce.Do(func() { close(l.stop) })
+	l.flusher.Wait()
 }
 
 // pruneLogsLocked forgets the addresses whose last line is older than

@@ -46,6 +46,7 @@ func newLimiter(t *testing.T, cfg Config) *Limiter {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(l.Close)
 	return l
 }
 
@@ -228,6 +229,28 @@ func TestRefusalsLoggedOncePerInterval(t *testing.T) {
 	expectLine(t, dialFrom(t, "127.0.0.2", s.addr), refuseIP)
 	if out := buf.String(); !strings.Contains(out, "count=20") {
 		t.Fatalf("the second line lacks count=20:\n%s", out)
+	}
+	// The flood stops: the flusher logs what is left once the interval
+	// is over (here called at once, an interval later), and then forgets
+	// the addresses.
+	for range 4 {
+		expectLine(t, dialFrom(t, "127.0.0.3", s.addr), refuseIP)
+		expectLine(t, dialFrom(t, "127.0.0.4", ns.addr), refuseNode)
+	}
+	later := time.Now().Add(2 * time.Hour)
+	l.flushLogs(later)
+	node.flushLogs(later)
+	out = buf.String()
+	if !strings.Contains(out, "ip=127.0.0.3 reason=per_ip limit=1 count=4") || !strings.Contains(out, "reason=per_node limit=1 count=6") ||
+		!strings.Contains(out, "last_ip=127.0.0.4") {
+		t.Fatalf("the flushed lines lack the counts:\n%s", out)
+	}
+	l.flushLogs(later.Add(2 * time.Hour))
+	l.mu.Lock()
+	left := len(l.mu.logged)
+	l.mu.Unlock()
+	if left != 0 {
+		t.Fatalf("%d addresses still remembered after a quiet interval", left)
 	}
 }
 

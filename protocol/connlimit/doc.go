@@ -22,7 +22,9 @@
 //     per-address refusals at most once per client address and
 //     LogInterval, node-cap refusals at most once per LogInterval (with the
 //     last address), so that a flood from many addresses is not a flood of
-//     log lines.
+//     log lines. The first refusal is logged at once; the Limiter's one
+//     goroutine (from the first refusal until Close) logs the rest when
+//     their interval is over, so the end of a flood is logged too.
 //   - The figures for Prometheus (Collector): raftmail_connections_open
 //     {protocol} and raftmail_connections_refused_total{protocol,reason},
 //     reason "per_ip" or "per_node".
