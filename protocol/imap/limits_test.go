@@ -82,6 +82,7 @@ func TestConnLimits(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(lim.Close)
 	e := newEnv(t, envOptions{
 		config: func(c *Config) { c.InsecureAuth = true },
 		wrap: func(ln net.Listener, implicitTLS bool) net.Listener {

@@ -63,6 +63,7 @@ func TestConnLimits(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(lim.Close)
 	e := startServerWrapped(t, node, nil, func(ln net.Listener, implicitTLS bool) net.Listener {
 		if implicitTLS {
 			return lim.WrapTLS(ln)

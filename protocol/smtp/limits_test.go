@@ -99,6 +99,7 @@ func newLimiter(t *testing.T, protocol string, perIP, perNode int) *connlimit.Li
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(lim.Close)
 	return lim
 }
 
