@@ -91,6 +91,9 @@ func startMail(cfg *nodeConfig, rt *runtime, log *slog.Logger) (*mailServers, er
 	if err != nil {
 		return nil, err
 	}
+	for _, l := range limiters {
+		ms.shutdowns = append(ms.shutdowns, func(context.Context) error { l.Close(); return nil })
+	}
 	if rt.metrics != nil {
 		ls := make([]*connlimit.Limiter, 0, len(limiters))
 		for _, p := range []string{"smtp", "submission", "imap", "pop3"} {
