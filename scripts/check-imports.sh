@@ -9,6 +9,8 @@
 #                  protocol/delivery may import protocol/accept. Not cluster (protocol packages
 #                  declare the small interfaces they need) and no other
 #                  protocol package.
+#   protocol/connlimit imports nothing internal (cmd wraps the mail
+#                  listeners with it; the protocols never see it).
 #   ops/...        cluster, storage, protocol/mailauth (DKIM key generation and
 #                  TXT records for the admin API, the DNS resolver seam for
 #                  `dns check`)
@@ -63,6 +65,10 @@ allowed() {
 	cluster)
 		[ "$to" = storage ] && return 0
 		echo "cluster may import only storage"
+		return 1
+		;;
+	protocol/connlimit)
+		echo "protocol/connlimit imports nothing internal"
 		return 1
 		;;
 	protocol/*)

@@ -12,6 +12,8 @@ import (
 
 	"github.com/BurntSushi/toml"
 	"github.com/spf13/pflag"
+
+	"github.com/raftmail/raftmail/protocol/connlimit"
 )
 
 // nodeConfig is the node-local configuration: addresses, data directory,
@@ -54,6 +56,29 @@ type nodeConfig struct {
 	MaxMessageSize byteSize `toml:"max_message_size,omitempty"`
 	MXInFlight     byteSize `toml:"mx_inflight,omitempty"`
 	SpoolMemory    byteSize `toml:"spool_memory,omitempty"`
+
+	// Connection caps of the mail listeners, per protocol: the most
+	// connections one client address (…PerIP; 0 = no cap) and the whole
+	// node (…ConnLimit; at least 1) hold at once. Submission counts 587
+	// and 465 together, IMAP 143 and 993, POP3 110 and 995. The node caps
+	// are scaled down at start when they do not fit RLIMIT_NOFILE.
+	SMTPConnLimit            int `toml:"smtp_conn_limit"`
+	SMTPConnLimitPerIP       int `toml:"smtp_conn_limit_per_ip"`
+	SubmissionConnLimit      int `toml:"submission_conn_limit"`
+	SubmissionConnLimitPerIP int `toml:"submission_conn_limit_per_ip"`
+	IMAPConnLimit            int `toml:"imap_conn_limit"`
+	IMAPConnLimitPerIP       int `toml:"imap_conn_limit_per_ip"`
+	POP3ConnLimit            int `toml:"pop3_conn_limit"`
+	POP3ConnLimitPerIP       int `toml:"pop3_conn_limit_per_ip"`
+	// ConnLimitExempt lists the client networks not held to the per-IP
+	// caps (still to the node caps): CIDRs or addresses, comma separated;
+	// "" or "none" = none.
+	ConnLimitExempt string `toml:"conn_limit_exempt"`
+	// Timeouts before login (IMAP, POP3) and of an idle logged-in IMAP
+	// session; 0 = the package default (60 s, 60 s, 30 min).
+	IMAPPreAuthTimeout duration `toml:"imap_preauth_timeout,omitempty"`
+	IMAPIdleTimeout    duration `toml:"imap_idle_timeout,omitempty"`
+	POP3PreAuthTimeout duration `toml:"pop3_preauth_timeout,omitempty"`
 
 	LogLevel  string `toml:"log_level,omitempty"`
 	LogFormat string `toml:"log_format,omitempty"`
@@ -152,6 +177,16 @@ func defaultNodeConfig() nodeConfig {
 		POP3SAddr:       "0.0.0.0:995",
 		LogLevel:        "info",
 		LogFormat:       "text",
+
+		SMTPConnLimit:            1000,
+		SMTPConnLimitPerIP:       50,
+		SubmissionConnLimit:      500,
+		SubmissionConnLimitPerIP: 20,
+		IMAPConnLimit:            8000,
+		IMAPConnLimitPerIP:       50,
+		POP3ConnLimit:            1000,
+		POP3ConnLimitPerIP:       20,
+		ConnLimitExempt:          connlimit.DefaultExempt,
 	}
 }
 
@@ -179,6 +214,18 @@ func addNodeFlags(fs *pflag.FlagSet) {
 	fs.String("max-message-size", "", "largest message accepted by SMTP and IMAP APPEND, e.g. 50MiB (default 50MiB)")
 	fs.String("mx-inflight", "", "bytes of mail from unauthenticated senders (MX) received or stored at once on this node; past it senders get 452 4.3.1 and retry later (default 512MiB)")
 	fs.String("spool-memory", "", "bytes of incoming messages held in memory on this node; the rest go to spool files in the data directory (default 64MiB)")
+	fs.Int("smtp-conn-limit", 0, "most SMTP MX connections (port 25) this node holds at once; past it clients get 421 4.7.0 (default 1000; scaled down at start if the node caps do not fit the file descriptor limit)")
+	fs.Int("smtp-conn-limit-per-ip", 0, "most SMTP MX connections one client address holds at once, 0 = no cap (default 50, as Postfix's smtpd_client_connection_count_limit)")
+	fs.Int("submission-conn-limit", 0, "most submission connections (587 and 465 together) this node holds at once (default 500)")
+	fs.Int("submission-conn-limit-per-ip", 0, "most submission connections (587 and 465) one client address holds at once, 0 = no cap (default 20)")
+	fs.Int("imap-conn-limit", 0, "most IMAP connections (143 and 993 together) this node holds at once; past it clients get * BYE [UNAVAILABLE] (default 8000)")
+	fs.Int("imap-conn-limit-per-ip", 0, "most IMAP connections (143 and 993) one client address holds at once, 0 = no cap (default 50)")
+	fs.Int("pop3-conn-limit", 0, "most POP3 connections (110 and 995 together) this node holds at once; past it clients get -ERR [SYS/TEMP] (default 1000)")
+	fs.Int("pop3-conn-limit-per-ip", 0, "most POP3 connections (110 and 995) one client address holds at once, 0 = no cap (default 20)")
+	fs.String("conn-limit-exempt", "", `client networks not held to the per-IP caps (still to the node caps): CIDRs or addresses, comma separated; "" or "none" for none. IPv6 clients count per /64 (default 127.0.0.0/8,::1)`)
+	fs.Duration("imap-preauth-timeout", 0, "an IMAP connection not logged in this long after connecting gets * BYE and is closed (default 60s)")
+	fs.Duration("imap-idle-timeout", 0, "a logged-in IMAP connection silent this long, in IDLE too, gets * BYE and is closed; RFC 9051 asks for at least 30m, go-imap ends silent connections itself at 35m (default 30m)")
+	fs.Duration("pop3-preauth-timeout", 0, "a POP3 connection not logged in this long after connecting gets -ERR [SYS/TEMP] and is closed (default 60s)")
 	fs.String("log-level", "", "debug, info, warn or error (default info)")
 	fs.String("log-format", "", "text or json (default text)")
 	fs.Duration("raft-timeout", 0, "Raft heartbeat and election timeout (default 500ms)")
@@ -245,6 +292,13 @@ func loadNodeConfig(fs *pflag.FlagSet) (*nodeConfig, error) {
 	dur := func(dst *duration) func(string) error {
 		return func(v string) error { return dst.UnmarshalText([]byte(v)) }
 	}
+	integer := func(dst *int) func(string) error {
+		return func(v string) error {
+			n, err := strconv.Atoi(v)
+			*dst = n
+			return err
+		}
+	}
 	num := func(dst *uint64) func(string) error {
 		return func(v string) error {
 			n, err := strconv.ParseUint(v, 10, 64)
@@ -284,6 +338,18 @@ func loadNodeConfig(fs *pflag.FlagSet) (*nodeConfig, error) {
 	set("max-message-size", size(&cfg.MaxMessageSize))
 	set("mx-inflight", size(&cfg.MXInFlight))
 	set("spool-memory", size(&cfg.SpoolMemory))
+	set("smtp-conn-limit", integer(&cfg.SMTPConnLimit))
+	set("smtp-conn-limit-per-ip", integer(&cfg.SMTPConnLimitPerIP))
+	set("submission-conn-limit", integer(&cfg.SubmissionConnLimit))
+	set("submission-conn-limit-per-ip", integer(&cfg.SubmissionConnLimitPerIP))
+	set("imap-conn-limit", integer(&cfg.IMAPConnLimit))
+	set("imap-conn-limit-per-ip", integer(&cfg.IMAPConnLimitPerIP))
+	set("pop3-conn-limit", integer(&cfg.POP3ConnLimit))
+	set("pop3-conn-limit-per-ip", integer(&cfg.POP3ConnLimitPerIP))
+	set("conn-limit-exempt", str(&cfg.ConnLimitExempt))
+	set("imap-preauth-timeout", dur(&cfg.IMAPPreAuthTimeout))
+	set("imap-idle-timeout", dur(&cfg.IMAPIdleTimeout))
+	set("pop3-preauth-timeout", dur(&cfg.POP3PreAuthTimeout))
 	set("log-level", str(&cfg.LogLevel))
 	set("log-format", str(&cfg.LogFormat))
 	set("raft-timeout", dur(&cfg.RaftTimeout))
@@ -301,7 +367,52 @@ func loadNodeConfig(fs *pflag.FlagSet) (*nodeConfig, error) {
 	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
 		return nil, errors.New("--tls-cert and --tls-key go together: give both, or neither for the self-signed certificate")
 	}
+	if err := cfg.validateConnLimits(); err != nil {
+		return nil, err
+	}
 	return &cfg, nil
+}
+
+// validateConnLimits checks the connection caps and timeouts, from
+// whichever source they came.
+func (c *nodeConfig) validateConnLimits() error {
+	var errs []error
+	for _, l := range c.connLimitSettings() {
+		if l.perNode < 1 {
+			errs = append(errs, fmt.Errorf("--%s-conn-limit (%s_conn_limit) %d: want at least 1", l.protocol, l.protocol, l.perNode))
+		}
+		if l.perIP < 0 {
+			errs = append(errs, fmt.Errorf("--%s-conn-limit-per-ip (%s_conn_limit_per_ip) %d: want 0 (no cap) or more", l.protocol, l.protocol, l.perIP))
+		}
+	}
+	if _, err := connlimit.ParseExempt(c.ConnLimitExempt); err != nil {
+		errs = append(errs, fmt.Errorf("--conn-limit-exempt (conn_limit_exempt): %w", err))
+	}
+	for _, d := range []struct {
+		v    duration
+		name string
+	}{{c.IMAPPreAuthTimeout, "imap-preauth-timeout"}, {c.IMAPIdleTimeout, "imap-idle-timeout"}, {c.POP3PreAuthTimeout, "pop3-preauth-timeout"}} {
+		if d.v.Duration < 0 {
+			errs = append(errs, fmt.Errorf("--%s %v: want a positive duration, or 0 for the default", d.name, d.v.Duration))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// connLimitSetting is one protocol's caps as configured. protocol is the
+// metric label, and the prefix of the flags and TOML keys.
+type connLimitSetting struct {
+	protocol       string
+	perIP, perNode int
+}
+
+func (c *nodeConfig) connLimitSettings() []connLimitSetting {
+	return []connLimitSetting{
+		{"smtp", c.SMTPConnLimitPerIP, c.SMTPConnLimit},
+		{"submission", c.SubmissionConnLimitPerIP, c.SubmissionConnLimit},
+		{"imap", c.IMAPConnLimitPerIP, c.IMAPConnLimit},
+		{"pop3", c.POP3ConnLimitPerIP, c.POP3ConnLimit},
+	}
 }
 
 func splitList(v string) []string {

@@ -13,6 +13,7 @@ import (
 	"github.com/raftmail/raftmail/cluster"
 	"github.com/raftmail/raftmail/protocol/accept"
 	"github.com/raftmail/raftmail/protocol/auth"
+	"github.com/raftmail/raftmail/protocol/connlimit"
 	"github.com/raftmail/raftmail/protocol/delivery"
 	"github.com/raftmail/raftmail/protocol/imap"
 	"github.com/raftmail/raftmail/protocol/mailauth"
@@ -91,32 +92,60 @@ func startMail(cfg *nodeConfig, rt *runtime, log *slog.Logger) (*mailServers, er
 		Cluster: rt.node, Store: rt.store, Auth: checker, TLS: tlsConf,
 		NodeName: cfg.Name, Hostname: cfg.Hostname, Logger: log.With("component", "pop3"),
 		AllowInsecureAuth: loopbackOnly(cfg.POP3Addr),
+		PreAuthTimeout:    cfg.POP3PreAuthTimeout.Duration,
 	})
 	if err != nil {
 		return nil, err
 	}
 	ms.shutdowns = append(ms.shutdowns, mx.Shutdown, sub.Shutdown, pop.Shutdown)
 
-	listeners := []mailListener{
-		{cfg.SMTPAddr, "SMTP MX", "smtp-addr", mx.Serve},
-		{cfg.SubmissionAddr, "submission", "submission-addr", sub.Serve},
-		{cfg.SubmissionsAddr, "submissions", "submissions-addr", sub.ServeTLS},
-		{cfg.POP3Addr, "POP3", "pop3-addr", func(ln net.Listener) error { return pop.Serve(ln) }},
-		{cfg.POP3SAddr, "POP3S", "pop3s-addr", func(ln net.Listener) error { return pop.Serve(ln, pop3.WithImplicitTLS()) }},
+	// Every mail listener is wrapped by its protocol's connection caps:
+	// a client past one is refused before the server sees it.
+	limiters, err := newConnLimiters(cfg, log)
+	if err != nil {
+		return nil, err
 	}
-	imapLs, err := imapListeners(cfg, rt, checker, tlsConf, log, ms)
+	for _, l := range limiters {
+		ms.shutdowns = append(ms.shutdowns, func(context.Context) error { l.Close(); return nil })
+	}
+	if rt.metrics != nil {
+		ls := make([]*connlimit.Limiter, 0, len(limiters))
+		for _, p := range []string{"smtp", "submission", "imap", "pop3"} {
+			if l := limiters[p]; l != nil {
+				ls = append(ls, l)
+			}
+		}
+		if err := rt.metrics.Register(connlimit.NewCollector(cfg.Name, ls...)); err != nil {
+			return nil, fmt.Errorf("register connection metrics: %w", err)
+		}
+	}
+	listeners := []mailListener{
+		{cfg.SMTPAddr, "SMTP MX", "smtp-addr", mx.Serve, limiters["smtp"], false},
+		{cfg.SubmissionAddr, "submission", "submission-addr", sub.Serve, limiters["submission"], false},
+		{cfg.SubmissionsAddr, "submissions", "submissions-addr", sub.ServeTLS, limiters["submission"], true},
+		{cfg.POP3Addr, "POP3", "pop3-addr", func(ln net.Listener) error { return pop.Serve(ln) }, limiters["pop3"], false},
+		{cfg.POP3SAddr, "POP3S", "pop3s-addr", func(ln net.Listener) error { return pop.Serve(ln, pop3.WithImplicitTLS()) }, limiters["pop3"], true},
+	}
+	imapLs, err := imapListeners(cfg, rt, checker, tlsConf, log, ms, limiters["imap"])
 	if err != nil {
 		return nil, err
 	}
 	listeners = append(listeners, imapLs...)
 	for _, l := range listeners {
-		if strings.EqualFold(l.addr, "off") || l.addr == "" {
+		if !listening(l.addr) {
 			continue
 		}
 		ln, err := listenMail(l.addr, l.what, l.flag)
 		if err != nil {
 			ms.shutdown(context.Background())
 			return nil, err
+		}
+		switch {
+		case l.lim == nil:
+		case l.implicitTLS:
+			ln = l.lim.WrapTLS(ln)
+		default:
+			ln = l.lim.Wrap(ln)
 		}
 		ms.listeners = append(ms.listeners, ln)
 		ms.wg.Add(1)

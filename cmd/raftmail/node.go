@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
 	"github.com/raftmail/raftmail/cluster"
@@ -213,6 +214,9 @@ type runtime struct {
 	admin *ops.Admin
 	mail  *mailServers
 	log   *slog.Logger
+	// metrics is the registry the admin API serves (set by serve);
+	// the mail listeners add their connection figures to it.
+	metrics *prometheus.Registry
 }
 
 func loadClusterCreds(cfg *nodeConfig) (*cluster.Config, error) {
@@ -353,7 +357,20 @@ func newServeCmd() *cobra.Command {
 		Short: "Run this node",
 		Long: `Run the node whose data directory is --data-dir. A data directory that holds
 no node yet becomes a new one-node cluster, so 'raftmail serve' alone just works.
-Stops cleanly on SIGINT or SIGTERM.`,
+Stops cleanly on SIGINT or SIGTERM.
+
+Each mail protocol has two connection caps, per client address and per node
+(--smtp-conn-limit-per-ip, --imap-conn-limit, ...). A client past one is
+refused at once, before any session starts: SMTP 421 4.7.0, IMAP
+* BYE [UNAVAILABLE], POP3 -ERR [SYS/TEMP]; on 465, 993 and 995 the connection
+is just closed. Loopback is exempt from the per-address caps
+(--conn-limit-exempt). At start the node caps plus 2048 descriptors for the
+store, Raft and the cluster ports must fit RLIMIT_NOFILE (the soft limit is
+raised to the hard one); if they do not, they are scaled down to fit and a
+warning says how to raise the limit (systemd LimitNOFILE=, docker --ulimit).
+IMAP and POP3 connections must log in within a minute
+(--imap-preauth-timeout, --pop3-preauth-timeout); logged-in IMAP sessions are
+closed after 30 minutes without input (--imap-idle-timeout).`,
 		Args: exactArgs(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := loadNodeConfig(cmd.Flags())
@@ -389,12 +406,14 @@ func serve(cfg *nodeConfig, log *slog.Logger) error {
 		return err
 	}
 	left := make(chan struct{})
+	rt.metrics = prometheus.NewRegistry()
 	admin, err := ops.NewAdmin(ops.AdminConfig{
-		Addr:    cfg.AdminAddr,
-		Token:   strings.TrimSpace(string(tokenBytes)),
-		Node:    rt.node,
-		OnLeave: func() { close(left) },
-		Logger:  log.With("component", "admin"),
+		Addr:     cfg.AdminAddr,
+		Token:    strings.TrimSpace(string(tokenBytes)),
+		Node:     rt.node,
+		OnLeave:  func() { close(left) },
+		Registry: rt.metrics,
+		Logger:   log.With("component", "admin"),
 	})
 	if err == nil {
 		err = admin.Start()

@@ -14,6 +14,18 @@
 //     into imapserver.MailboxTracker updates, so IDLE and every command's
 //     poll show EXISTS, EXPUNGE and FETCH FLAGS for changes made through
 //     any node.
+//   - Timeouts (timeout.go): a connection not logged in within
+//     Config.PreAuthTimeout (60 s, TLS handshake included) is told
+//     "* BYE Login timeout"; a logged-in one that leaves the server waiting
+//     for input for Config.IdleTimeout (30 min, RFC 9051 section 5.4; IDLE
+//     included, so a client re-issues IDLE within it) is told
+//     "* BYE Autologout; idle for too long". go-imap's own read deadlines
+//     (30 s per command before login, 35 min after, 5 min per literal)
+//     are made inactivity timeouts, so an APPEND literal that keeps
+//     arriving is never cut off.
+//   - The refusal lines of the connection caps (TooManyFromAddress,
+//     TooManyToServer): the caps themselves are protocol/connlimit's,
+//     put around the listeners by cmd, before a session exists.
 //
 // # What it must not do
 //

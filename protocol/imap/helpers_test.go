@@ -53,6 +53,8 @@ type envOptions struct {
 	nodes   int
 	cluster func(i int, n *clustertest.Node) Cluster // nil: the node itself
 	auth    auth.Config
+	config  func(c *Config)                                      // adjusts each node's Config
+	wrap    func(ln net.Listener, implicitTLS bool) net.Listener // wraps each listener
 }
 
 func newEnv(t testing.TB, o envOptions) *env {
@@ -79,7 +81,7 @@ func newEnv(t testing.TB, o envOptions) *env {
 		if err != nil {
 			t.Fatal(err)
 		}
-		srv, err := New(Config{
+		cfg := Config{
 			Cluster:      cl,
 			Accept:       ap,
 			Store:        n.Store,
@@ -89,7 +91,11 @@ func newEnv(t testing.TB, o envOptions) *env {
 			AppendLimit:  testAppendLimit,
 			NodeName:     n.Name,
 			WriteTimeout: 3 * time.Second,
-		})
+		}
+		if o.config != nil {
+			o.config(&cfg)
+		}
+		srv, err := New(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -100,6 +106,11 @@ func newEnv(t testing.TB, o envOptions) *env {
 		implicit, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
+		}
+		e.plain = append(e.plain, plain.Addr().String())
+		e.implicit = append(e.implicit, implicit.Addr().String())
+		if o.wrap != nil {
+			plain, implicit = o.wrap(plain, false), o.wrap(implicit, true)
 		}
 		errc := make(chan error, 2)
 		go func() { errc <- srv.Serve(plain) }()
@@ -117,8 +128,6 @@ func newEnv(t testing.TB, o envOptions) *env {
 			}
 		})
 		e.srvs = append(e.srvs, srv)
-		e.plain = append(e.plain, plain.Addr().String())
-		e.implicit = append(e.implicit, implicit.Addr().String())
 	}
 	return e
 }

@@ -36,6 +36,15 @@ const viewWaitTimeout = 5 * time.Second
 // this far behind is dropped by the store and resynchronises.
 const feedBuffer = 8192
 
+// The lines a client past a connection cap reads instead of the greeting,
+// before the connection is closed (RFC 9051 section 7.1.5: BYE may be the
+// greeting). The caps are protocol/connlimit's, put around the listeners
+// by cmd; no session is started.
+const (
+	TooManyFromAddress = "* BYE [UNAVAILABLE] Too many connections from your address, try again later"
+	TooManyToServer    = "* BYE [UNAVAILABLE] Too many connections to this server, try again later"
+)
+
 // ErrServerClosed is returned by Serve after Shutdown.
 var ErrServerClosed = errors.New("imap: server closed")
 
@@ -76,6 +85,17 @@ type Config struct {
 	// Propose);
 	// 0 = 15 s.
 	WriteTimeout time.Duration
+	// PreAuthTimeout is how long a connection may stay without logging
+	// in, counted from accept (a TLS handshake included); it is then told
+	// "* BYE Login timeout" and closed. 0 = DefaultPreAuthTimeout (60 s).
+	PreAuthTimeout time.Duration
+	// IdleTimeout is how long a logged-in connection may leave the server
+	// waiting for input (in IDLE too) before it is told "* BYE
+	// Autologout" and closed. 0 = DefaultIdleTimeout (30 minutes, the
+	// minimum of RFC 9051 section 5.4; shorter is allowed for tests).
+	// Above 35 minutes it makes no difference: go-imap closes a connection
+	// silent for 35 minutes itself, without a BYE.
+	IdleTimeout time.Duration
 }
 
 // Validate reports whether c is usable.
@@ -93,6 +113,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("imap: config: AppendLimit %d out of range [0, 4 GiB)", c.AppendLimit)
 	case c.WriteTimeout < 0:
 		return fmt.Errorf("imap: config: negative WriteTimeout %v", c.WriteTimeout)
+	case c.PreAuthTimeout < 0 || c.IdleTimeout < 0:
+		return fmt.Errorf("imap: config: negative PreAuthTimeout %v or IdleTimeout %v", c.PreAuthTimeout, c.IdleTimeout)
 	}
 	return nil
 }
@@ -132,6 +154,12 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.WriteTimeout == 0 {
 		cfg.WriteTimeout = defaultWriteTimeout
+	}
+	if cfg.PreAuthTimeout == 0 {
+		cfg.PreAuthTimeout = DefaultPreAuthTimeout
+	}
+	if cfg.IdleTimeout == 0 {
+		cfg.IdleTimeout = DefaultIdleTimeout
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -176,7 +204,7 @@ func capabilities() imap.CapSet {
 // Config.TLS is set; port 143) until Shutdown. It returns nil after
 // Shutdown closed ln, else the accept error.
 func (s *Server) Serve(ln net.Listener) error {
-	return s.serve(coalescingListener{ln})
+	return s.serve(coalescingListener{activityListener{ln}})
 }
 
 // ServeTLS accepts implicit-TLS connections (port 993) on ln, which must
@@ -185,7 +213,7 @@ func (s *Server) ServeTLS(ln net.Listener) error {
 	if s.cfg.TLS == nil {
 		return errors.New("imap: ServeTLS needs Config.TLS")
 	}
-	return s.serve(tls.NewListener(coalescingListener{ln}, s.cfg.TLS))
+	return s.serve(tls.NewListener(coalescingListener{activityListener{ln}}, s.cfg.TLS))
 }
 
 func (s *Server) serve(ln net.Listener) error {

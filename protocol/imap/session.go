@@ -10,6 +10,8 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
@@ -27,18 +29,32 @@ const delim = '/'
 // connection's goroutine one at a time, except Idle, which runs on a second
 // goroutine and — when the client vanishes mid-IDLE — may still be running
 // (or not yet started) when Close is called. Hence mu, closed and idling;
-// bye is the only method called from elsewhere.
+// bye is the only method called from elsewhere (Shutdown, the watchdog).
 type session struct {
 	srv  *Server
 	conn *imapserver.Conn
 	log  *slog.Logger
-	ip   string
-	user string // account address once logged in
-	sel  *selection
+	// connLog is log as created (key cid, no user), never reassigned:
+	// what bye and the watchdog, which run on other goroutines, log with.
+	connLog *slog.Logger
+	ip      string
+	user    string // account address once logged in
+	sel     *selection
 
-	mu     sync.Mutex // guards closed, and sel against Close/Idle
-	closed bool
-	idling sync.WaitGroup
+	// The watchdog (timeout.go): start is when the connection was
+	// accepted; loggedIn is set by Login; ac is the connection's
+	// activity record (nil if it was not accepted through Serve or
+	// ServeTLS); raw is what a stuck BYE closes.
+	start    time.Time
+	loggedIn atomic.Bool
+	ac       *activityConn
+	raw      net.Conn
+
+	mu       sync.Mutex // guards closed, timer, and sel against Close/Idle
+	closed   bool
+	timer    *time.Timer    // the watchdog's; nil once Close stopped it
+	expiring sync.WaitGroup // a watchdog saying BYE
+	idling   sync.WaitGroup
 }
 
 // selection is the selected mailbox of a session.
@@ -58,16 +74,23 @@ var (
 
 func newSession(srv *Server, conn *imapserver.Conn) *session {
 	cid := srv.nextCID.Add(1)
+	nc := conn.NetConn()
 	ip := ""
-	if addr, ok := conn.NetConn().RemoteAddr().(*net.TCPAddr); ok {
+	if addr, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
 		ip = addr.IP.String()
 	}
-	return &session{srv: srv, conn: conn, ip: ip, log: srv.log.With("cid", cid)}
+	log := srv.log.With("cid", cid)
+	s := &session{srv: srv, conn: conn, ip: ip, log: log, connLog: log, start: time.Now(), raw: nc}
+	if s.ac = activityOf(nc); s.ac != nil {
+		s.raw = s.ac
+	}
+	s.startWatchdog()
+	return s
 }
 
 func (s *session) bye(text string) {
 	if err := s.conn.Bye(text); err != nil {
-		s.log.Debug("bye", "err", err)
+		s.connLog.Debug("bye", "err", err)
 	}
 }
 
@@ -75,7 +98,12 @@ func (s *session) bye(text string) {
 func (s *session) Close() error {
 	s.mu.Lock()
 	s.closed = true
+	if s.timer != nil {
+		s.timer.Stop()
+		s.timer = nil
+	}
 	s.mu.Unlock()
+	s.expiring.Wait()
 	s.idling.Wait()
 	s.unselect()
 	s.srv.sessionClosed(s)
@@ -196,6 +224,8 @@ func (s *session) Login(username, password string) error {
 	}
 	s.user = acct.Address
 	s.log = s.log.With("user", acct.Address)
+	s.loggedIn.Store(true)
+	s.rearmWatchdog(s.srv.cfg.IdleTimeout)
 	s.log.Info("logged in", "ip", s.ip)
 	return nil
 }

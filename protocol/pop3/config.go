@@ -27,6 +27,8 @@ const (
 	// DefaultIdleTimeout is the autologout timer: RFC 1939 section 3 asks
 	// for at least 10 minutes.
 	DefaultIdleTimeout = 10 * time.Minute
+	// DefaultPreAuthTimeout bounds the time from accept to login.
+	DefaultPreAuthTimeout = time.Minute
 	// DefaultMaxLineLength bounds a command line, CRLF included.
 	DefaultMaxLineLength = 1024
 	// DefaultWriteTimeout bounds one flush of replies to the client.
@@ -66,6 +68,11 @@ type Config struct {
 	// (nothing is deleted). 0 = DefaultIdleTimeout (10 minutes, the minimum
 	// of RFC 1939). Values below 10 minutes are allowed for tests.
 	IdleTimeout time.Duration
+	// PreAuthTimeout is how long a connection may stay in the
+	// AUTHORIZATION state, counted from accept (a TLS handshake included,
+	// whatever commands it sends); it is then told "-ERR [SYS/TEMP] login
+	// timeout" and closed. 0 = DefaultPreAuthTimeout (60 s).
+	PreAuthTimeout time.Duration
 	// MaxLineLength is the longest command line accepted, in octets
 	// including CRLF. 0 = DefaultMaxLineLength (1024). Minimum 64.
 	MaxLineLength int
@@ -95,6 +102,9 @@ func (c *Config) Validate() error {
 	if c.IdleTimeout < 0 {
 		errs = append(errs, errors.New("pop3: Config.IdleTimeout is negative"))
 	}
+	if c.PreAuthTimeout < 0 {
+		errs = append(errs, errors.New("pop3: Config.PreAuthTimeout is negative"))
+	}
 	if c.MaxLineLength != 0 && c.MaxLineLength < 64 {
 		errs = append(errs, errors.New("pop3: Config.MaxLineLength must be 0 or at least 64"))
 	}
@@ -113,6 +123,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.IdleTimeout == 0 {
 		c.IdleTimeout = DefaultIdleTimeout
+	}
+	if c.PreAuthTimeout == 0 {
+		c.PreAuthTimeout = DefaultPreAuthTimeout
 	}
 	if c.MaxLineLength == 0 {
 		c.MaxLineLength = DefaultMaxLineLength

@@ -53,6 +53,16 @@
 //     lines the connection is closed. Commands are answered in order, and
 //     replies are flushed when no more pipelined input is buffered
 //     (PIPELINING, RFC 2449 section 6.6).
+//   - Timeouts: a connection still in the AUTHORIZATION state
+//     Config.PreAuthTimeout (60 s) after accept is told "-ERR [SYS/TEMP]
+//     login timeout" and closed, however busy it keeps itself; the TLS
+//     handshake (STLS or implicit) ends by then too, and within 30 s in
+//     any case. After login, Config.IdleTimeout (10 min, RFC 1939
+//     section 3) without a command ends the session ("-ERR [SYS/TEMP] idle
+//     timeout"), deleting nothing.
+//   - The refusal lines of the connection caps (TooManyFromAddress,
+//     TooManyToServer): the caps themselves are protocol/connlimit's, put
+//     around the listeners by cmd, before a session exists.
 //   - Shutdown stops accepting, tells sessions waiting for a command
 //     "-ERR [SYS/TEMP] server shutting down" and closes them; a session in
 //     the middle of a command finishes it first (a QUIT's expunge is not cut

@@ -45,6 +45,13 @@ type env struct {
 // implicit TLS) until the test ends.
 func startServer(t testing.TB, node *cluster.Node, tweak func(*Config)) *env {
 	t.Helper()
+	return startServerWrapped(t, node, tweak, nil)
+}
+
+// startServerWrapped is startServer with each listener wrapped by wrap
+// (nil: not wrapped) before Serve gets it.
+func startServerWrapped(t testing.TB, node *cluster.Node, tweak func(*Config), wrap func(ln net.Listener, implicitTLS bool) net.Listener) *env {
+	t.Helper()
 	cfg := Config{
 		Cluster:           node,
 		Store:             node.Store(),
@@ -72,9 +79,13 @@ func startServer(t testing.TB, node *cluster.Node, tweak func(*Config)) *env {
 		t.Fatal(err)
 	}
 	e.addr, e.tls = ln1.Addr().String(), ln2.Addr().String()
+	var l1, l2 net.Listener = ln1, ln2
+	if wrap != nil {
+		l1, l2 = wrap(ln1, false), wrap(ln2, true)
+	}
 	done := make(chan error, 2)
-	go func() { done <- srv.Serve(ln1) }()
-	go func() { done <- srv.Serve(ln2, WithImplicitTLS()) }()
+	go func() { done <- srv.Serve(l1) }()
+	go func() { done <- srv.Serve(l2, WithImplicitTLS()) }()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()

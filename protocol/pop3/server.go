@@ -11,6 +11,15 @@ import (
 	"time"
 )
 
+// The lines a client past a connection cap reads instead of the greeting,
+// before the connection is closed (SYS/TEMP, RFC 3206 section 4: a
+// temporary problem, try again later). The caps are protocol/connlimit's,
+// put around the listeners by cmd; no session is started.
+const (
+	TooManyFromAddress = "-ERR [SYS/TEMP] Too many connections from your address, try again later"
+	TooManyToServer    = "-ERR [SYS/TEMP] Too many connections to this server, try again later"
+)
+
 // ErrServerClosed is returned by Serve after Shutdown.
 var ErrServerClosed = errors.New("pop3: server closed")
 

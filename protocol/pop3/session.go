@@ -48,6 +48,9 @@ type session struct {
 	cid         uint64
 	implicitTLS bool
 	ip          string
+	// loginBy is when the AUTHORIZATION state ends the connection
+	// (Config.PreAuthTimeout after accept).
+	loginBy time.Time
 
 	ctx    context.Context // cancelled when the connection is force-closed
 	cancel context.CancelFunc
@@ -72,7 +75,7 @@ type session struct {
 }
 
 func newSession(srv *Server, c net.Conn, cid uint64, implicitTLS bool) *session {
-	ss := &session{srv: srv, cid: cid, implicitTLS: implicitTLS, conn: c}
+	ss := &session{srv: srv, cid: cid, implicitTLS: implicitTLS, conn: c, loginBy: time.Now().Add(srv.cfg.PreAuthTimeout)}
 	if host, _, err := net.SplitHostPort(c.RemoteAddr().String()); err == nil {
 		ss.ip = host
 	}
@@ -170,6 +173,10 @@ func (ss *session) endOnReadError(err error) {
 	case errors.Is(err, errSessionShutdown):
 		ss.reply(replyShutdown)
 		ss.flush()
+	case errors.Is(err, os.ErrDeadlineExceeded) && ss.state == stateAuthorization && !time.Now().Before(ss.loginBy):
+		ss.log.Debug("pop3 pre-auth timeout", "ip", ss.ip)
+		ss.reply("-ERR [SYS/TEMP] login timeout, closing connection")
+		ss.flush()
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		ss.log.Debug("pop3 idle timeout")
 		ss.reply("-ERR [SYS/TEMP] idle timeout, closing connection")
@@ -201,7 +208,7 @@ func (ss *session) readLine() (string, error) {
 	// goodbye straight to the connection.
 	ss.mu.idle = ss.w.Buffered() == 0
 	ss.mu.Unlock()
-	_ = ss.conn.SetReadDeadline(time.Now().Add(ss.srv.cfg.IdleTimeout))
+	_ = ss.conn.SetReadDeadline(ss.readDeadline())
 	line, err := readLine(ss.r, ss.srv.cfg.MaxLineLength)
 	ss.mu.Lock()
 	ss.mu.idle = false
@@ -211,6 +218,16 @@ func (ss *session) readLine() (string, error) {
 		return "", net.ErrClosed
 	}
 	return line, err
+}
+
+// readDeadline is when the wait for the next line ends: IdleTimeout from
+// now, and no later than loginBy before login.
+func (ss *session) readDeadline() time.Time {
+	d := time.Now().Add(ss.srv.cfg.IdleTimeout)
+	if ss.state == stateAuthorization && ss.loginBy.Before(d) {
+		d = ss.loginBy
+	}
+	return d
 }
 
 func peekBuffered(r *bufio.Reader) []byte {
@@ -372,10 +389,15 @@ func (ss *session) stls() bool {
 }
 
 // startTLS runs the server handshake on the connection and replaces the
-// reader, dropping any plaintext the client sent ahead.
+// reader, dropping any plaintext the client sent ahead. The handshake has
+// DefaultHandshakeTimeout, and the login deadline, whichever comes first.
 func (ss *session) startTLS() error {
 	tc := tls.Server(ss.conn, ss.srv.cfg.TLS)
-	ctx, cancel := context.WithTimeout(ss.ctx, DefaultHandshakeTimeout)
+	by := time.Now().Add(DefaultHandshakeTimeout)
+	if ss.loginBy.Before(by) {
+		by = ss.loginBy
+	}
+	ctx, cancel := context.WithDeadline(ss.ctx, by)
 	defer cancel()
 	if err := tc.HandshakeContext(ctx); err != nil {
 		return err

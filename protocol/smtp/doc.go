@@ -41,6 +41,13 @@
 // (RFC 5321 §2.3.8; SMTP smuggling). go-smtp v0.25.1 itself passes bare
 // LFs through, so the check is ours.
 //
+// Timeouts and caps: Config.ReadTimeout (5 minutes, RFC 5321 §4.5.3.2)
+// bounds every wait for a command, the first included, so a client that
+// connects and never sends EHLO is told "421 4.4.2" and closed after it;
+// on 465 it bounds the TLS handshake too. The connection caps are
+// protocol/connlimit's, put around the listeners by cmd; this package
+// gives their refusal lines (TooManyFromAddress, TooManyToServer).
+//
 // Implementation notes:
 //
 //   - go-smtp calls Backend.NewSession at EHLO and again after STARTTLS, so

@@ -5,6 +5,16 @@ import gosmtp "github.com/emersion/go-smtp"
 // Replies. Errors are mapped to these only here, at the edge; go-smtp
 // writes a returned *SMTPError as it is.
 
+// The lines a client past a connection cap reads before the connection is
+// closed, in place of the greeting: 421 4.7.0, as Postfix answers past
+// smtpd_client_connection_count_limit (RFC 5321 §3.8, RFC 3463 X.7.0).
+// The caps are protocol/connlimit's, put around the listeners by cmd; no
+// session is started.
+const (
+	TooManyFromAddress = "421 4.7.0 Too many connections from your address, try again later"
+	TooManyToServer    = "421 4.7.0 Too many connections to this server, try again later"
+)
+
 func reply(code int, e0, e1, e2 int, msg string) *gosmtp.SMTPError {
 	return &gosmtp.SMTPError{Code: code, EnhancedCode: gosmtp.EnhancedCode{e0, e1, e2}, Message: msg}
 }
