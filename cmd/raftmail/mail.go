@@ -65,6 +65,11 @@ func startMail(cfg *nodeConfig, rt *runtime, log *slog.Logger) (*mailServers, er
 		return nil, err
 	}
 	ms.accept = pipeline
+	if rt.metrics != nil {
+		if err := rt.metrics.Register(accept.NewCollector(cfg.Name, pipeline)); err != nil {
+			return nil, fmt.Errorf("register accept metrics: %w", err)
+		}
+	}
 	resolver := mailauth.NewResolver(cfg.DNSResolver)
 	inbound := &mailauth.Checker{Resolver: resolver, AuthServID: authServID(cfg, rt)}
 	smtpServer := func(mode smtp.Mode, name string) (*smtp.Server, error) {

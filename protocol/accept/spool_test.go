@@ -7,8 +7,12 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/raftmail/raftmail/storage"
 )
@@ -236,4 +240,21 @@ func FuzzSpoolHeader(f *testing.F) {
 			t.Fatalf("header %q, %v; storage says %q, %v", got, err, want, ok)
 		}
 	})
+}
+
+// TestCollector: the metrics read the pipeline's figures.
+func TestCollector(t *testing.T) {
+	p := newTestPipeline(t, Config{UnauthInFlight: 64 << 10})
+	s := p.NewSpool(0, 0, true)
+	s.Write(make([]byte, 100<<10))
+	s.Close()
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(NewCollector("n1", p))
+	want := `# HELP raftmail_accept_unauth_busy_refusals_total Messages from unauthenticated senders refused with 452 4.3.1 because --mx-inflight was spent.
+# TYPE raftmail_accept_unauth_busy_refusals_total counter
+raftmail_accept_unauth_busy_refusals_total{node="n1"} 1
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "raftmail_accept_unauth_busy_refusals_total"); err != nil {
+		t.Fatal(err)
+	}
 }
