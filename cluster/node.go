@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/memberlist"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"go.etcd.io/bbolt"
 
 	"github.com/raftmail/raftmail/storage"
 )
@@ -169,7 +170,14 @@ func (n *Node) raftConfig() *raft.Config {
 
 func (n *Node) startRaft(dir string) error {
 	rc := n.raftConfig()
-	bolt, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, "raft.db")})
+	// The freelist is not written at every commit (bbolt rebuilds it
+	// when it opens the file): with message bodies of small messages in
+	// the log, it is many pages long and was rewritten with every entry.
+	bolt, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, "raft.db"), BoltOptions: &bbolt.Options{
+		Timeout:        time.Second,
+		NoFreelistSync: true,
+		FreelistType:   bbolt.FreelistMapType,
+	}})
 	if err != nil {
 		return fmt.Errorf("cluster: open raft log %s: %w", filepath.Join(dir, "raft.db"), err)
 	}
