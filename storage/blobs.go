@@ -17,6 +17,9 @@ import (
 // PutBlob stores data under h durably (pebble.Sync). It returns ErrCorrupt
 // if sha256(data) != h. Storing a blob twice is harmless.
 func (s *Store) PutBlob(h Hash, data []byte) error {
+	if err := s.admitBlob(len(data)); err != nil {
+		return err
+	}
 	if sha256.Sum256(data) != h {
 		return fmt.Errorf("storage: put blob %s: content hash differs: %w", h, ErrCorrupt)
 	}
