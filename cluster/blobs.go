@@ -36,7 +36,8 @@ func (n *Node) voters() (map[string]string, error) {
 // (counting this node) are durable; the remaining pushes go on in the
 // background. If a majority cannot be reached before ctx ends it returns an
 // error wrapping ErrNoQuorum and the caller must not commit metadata that
-// references the blob.
+// references the blob; if the local store or peers refused it for lack of
+// disk space, the error wraps storage.ErrInsufficientStorage too.
 func (n *Node) StoreBlob(ctx context.Context, data []byte) (storage.Hash, error) {
 	h := storage.Hash(sha256.Sum256(data))
 	if err := n.store.PutBlob(h, data); err != nil {
@@ -69,6 +70,7 @@ func (n *Node) StoreBlob(ctx context.Context, data []byte) (storage.Hash, error)
 		}(addr)
 	}
 	var lastErr error
+	full := 0 // peers that refused for lack of disk space
 	for done := 0; done < peers; done++ {
 		select {
 		case err := <-results:
@@ -79,14 +81,26 @@ func (n *Node) StoreBlob(ctx context.Context, data []byte) (storage.Hash, error)
 				}
 			} else {
 				lastErr = err
+				if peerOutOfSpace(err) {
+					full++
+				}
 			}
 		case <-ctx.Done():
-			return h, fmt.Errorf("%w: blob on %d of %d voters, %d needed: %v", ErrNoQuorum, acks, len(voters), need, ctx.Err())
+			return h, blobQuorumError(acks, len(voters), need, full, ctx.Err())
 		case <-n.stop:
 			return h, ErrShutdown
 		}
 	}
-	return h, fmt.Errorf("%w: blob on %d of %d voters, %d needed (last error: %v)", ErrNoQuorum, acks, len(voters), need, lastErr)
+	return h, blobQuorumError(acks, len(voters), need, full, lastErr)
+}
+
+// blobQuorumError says why a blob reached too few voters.
+func blobQuorumError(acks, voters, need, full int, last error) error {
+	if full > 0 {
+		return fmt.Errorf("%w: blob on %d of %d voters, %d needed, %d short of disk space: %w (last error: %v)",
+			ErrNoQuorum, acks, voters, need, full, storage.ErrInsufficientStorage, last)
+	}
+	return fmt.Errorf("%w: blob on %d of %d voters, %d needed (last error: %v)", ErrNoQuorum, acks, voters, need, last)
 }
 
 // FetchBlob returns a blob from the local store, or fetches it from a peer
@@ -122,7 +136,12 @@ func (n *Node) FetchBlob(ctx context.Context, h storage.Hash) ([]byte, error) {
 			continue
 		}
 		if err := n.store.PutBlob(h, body); err != nil {
-			return nil, err
+			if !errors.Is(err, storage.ErrInsufficientStorage) {
+				return nil, err
+			}
+			// Below the free-space floor: serve it without keeping a
+			// copy; the repair loop tries again later.
+			n.log.Debug("blob fetch: not kept, short of disk space", "hash", h.String(), "err", err)
 		}
 		return body, nil
 	}

@@ -189,7 +189,7 @@ func (n *Node) handleBlobPut(h *rpcHeader, body []byte) *rpcHeader {
 		return &rpcHeader{Code: errCodeRefused, Error: err.Error()}
 	}
 	if err := n.store.PutBlob(hash, body); err != nil {
-		return &rpcHeader{Code: errCodeInternal, Error: err.Error()}
+		return blobPutError(err)
 	}
 	return &rpcHeader{}
 }

@@ -36,6 +36,10 @@ type Node struct {
 	dir   string
 	Store *storage.Store
 	Node  *cluster.Node
+	// StoreConfig, if not nil, adjusts the store's configuration when the
+	// node is next started (a file system that reports little free space,
+	// a free-space floor).
+	StoreConfig func(*storage.Config)
 }
 
 // New starts size nodes, waits until all are voters, and stops them when
@@ -158,7 +162,11 @@ func (c *Cluster) add(tweak func(*cluster.Config)) {
 // Start (re)starts a stopped node on its data directory.
 func (c *Cluster) Start(n *Node) {
 	t := c.t
-	st, err := storage.Open(storage.Config{Dir: filepath.Join(n.dir, "store"), ApplyNoSync: true})
+	sc := storage.Config{Dir: filepath.Join(n.dir, "store"), ApplyNoSync: true}
+	if n.StoreConfig != nil {
+		n.StoreConfig(&sc)
+	}
+	st, err := storage.Open(sc)
 	if err != nil {
 		t.Fatal(err)
 	}
