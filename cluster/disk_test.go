@@ -4,43 +4,13 @@ import (
 	"context"
 	"errors"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/raftmail/raftmail/cluster"
 	"github.com/raftmail/raftmail/cluster/clustertest"
 	"github.com/raftmail/raftmail/storage"
 )
-
-// fullFS is the real file system with a statfs answer the test sets: the
-// floor is tested on a real full file system by cmd/raftmail's
-// TestE2EDiskFull; here it is the cluster's handling of refusals.
-type fullFS struct {
-	vfs.FS
-	avail atomic.Uint64
-}
-
-func (fs *fullFS) GetDiskUsage(string) (vfs.DiskUsage, error) {
-	a := fs.avail.Load()
-	return vfs.DiskUsage{AvailBytes: a, TotalBytes: 1 << 30, UsedBytes: 1<<30 - a}, nil
-}
-
-// fillDisk restarts n with a store that reports avail free bytes under a
-// 64 MiB floor, and returns the handle that changes the answer.
-func fillDisk(tc *clustertest.Cluster, n *clustertest.Node, avail uint64) *fullFS {
-	fs := &fullFS{FS: vfs.Default}
-	fs.avail.Store(avail)
-	tc.Stop(n)
-	n.StoreConfig = func(c *storage.Config) {
-		c.FS = fs
-		c.MinFreeBytes = 64 << 20
-	}
-	tc.Start(n)
-	return fs
-}
 
 // A node below its free-space floor refuses blob pushes with an answer the
 // sender classifies; with the other two nodes healthy the message still
@@ -57,7 +27,7 @@ func TestBlobPushRefusedBelowFloor(t *testing.T) {
 		}
 	}
 	full := peers[0]
-	fs := fillDisk(tc, full, 1<<20)
+	fs := tc.RestartWithDisk(full, 1<<20, 64<<20)
 	tc.WaitConverged()
 	if p := full.Node.Problems(); len(p) != 1 || !strings.Contains(p[0], "floor 64 MiB") {
 		t.Fatalf("Problems of the full node: %q", p)
@@ -87,7 +57,7 @@ func TestBlobPushRefusedBelowFloor(t *testing.T) {
 	}
 
 	// Both peers full: no majority, and the error says why.
-	fillDisk(tc, peers[1], 0)
+	tc.RestartWithDisk(peers[1], 0, 64<<20)
 	tc.WaitConverged()
 	_, err = tc.Leader().Node.StoreBlob(ctx, []byte("Subject: two full peers\r\n\r\nhello\r\n"))
 	if !errors.Is(err, cluster.ErrNoQuorum) || !errors.Is(err, storage.ErrInsufficientStorage) {
@@ -95,7 +65,7 @@ func TestBlobPushRefusedBelowFloor(t *testing.T) {
 	}
 
 	// Space comes back on the first: no restart needed.
-	fs.avail.Store(1 << 30)
+	fs.SetAvail(1 << 30)
 	clustertest.WaitFor(t, 10*time.Second, "the first full node recovers", func() bool {
 		return len(full.Node.Problems()) == 0
 	})

@@ -51,6 +51,9 @@ type envOptions struct {
 	nodes   int
 	cluster func(i int, n *clustertest.Node) Cluster // nil: the node itself
 	auth    auth.Config
+	// prepare, if not nil, runs once the cluster is formed and before the
+	// servers start (to restart a node on a different store).
+	prepare func(c *clustertest.Cluster)
 }
 
 func newEnv(t testing.TB, o envOptions) *env {
@@ -61,6 +64,9 @@ func newEnv(t testing.TB, o envOptions) *env {
 	c := clustertest.New(t, o.nodes, nil)
 	clustertest.AddUser(t, c.Leader().Node, testUser, testPass)
 	c.WaitConverged()
+	if o.prepare != nil {
+		o.prepare(c)
+	}
 	serverTLS, clientTLS, certPEM := testTLS(t)
 	e := &env{t: t, c: c, clientTLS: clientTLS, certPEM: certPEM}
 	for i, n := range c.Nodes {

@@ -460,6 +460,9 @@ func (s *session) statusData(mb storage.Mailbox, options *imap.StatusOptions) (*
 // voters (StoreBlob), then one Deliver places it. The internal date is the
 // command's time: storage.Deliver has no field for a client-chosen date.
 func (s *session) Append(mailbox string, r imap.LiteralReader, options *imap.AppendOptions) (*imap.AppendData, error) {
+	if err := s.srv.cfg.Store.CheckSpace(r.Size()); err != nil {
+		return nil, s.storageRefusal(err)
+	}
 	mb, err := s.mailbox(mailbox)
 	if err != nil {
 		if errors.Is(err, errNoMailbox) {

@@ -19,6 +19,8 @@ var (
 	replyTooManyRcpts = reply(452, 4, 5, 3, "Too many recipients")
 	replyMailboxFull  = reply(552, 5, 2, 2, "Mailbox full")
 	replyTooBig       = reply(552, 5, 3, 4, "Message size exceeds fixed limit")
+	// RFC 3463 4.3.1: the node's disk is below its free-space floor.
+	replyNoSpace = reply(452, 4, 3, 1, "Insufficient system storage")
 	// RFC 5321 §2.3.8: lines end in CRLF. A bare LF is how SMTP smuggling
 	// starts (a later hop may read "\n.\n" as the end of data), so it is
 	// refused like Postfix's smtpd_forbid_bare_newline does.

@@ -186,6 +186,9 @@ func (ss *session) Mail(from string, opts *gosmtp.MailOptions) error {
 	} else if sub {
 		return replySenderNotOwned
 	}
+	if err := ss.srv.cfg.Store.CheckSpace(declaredSize(opts)); err != nil {
+		return storageRefusal(err)
+	}
 	ss.Reset()
 	ss.hasFrom, ss.from, ss.utf8 = true, from, utf8
 	ss.helo = ss.gc.Hostname()
@@ -356,7 +359,7 @@ func (ss *session) Data(r io.Reader) error {
 		// Nothing references the blob yet: a clean temporary failure
 		// whatever the error says.
 		log.Warn("smtp: store blob failed", "err", err, "size", len(data))
-		return replyTempFail
+		return storageRefusal(err)
 	}
 	d := storage.Deliver{QueueID: queueID, Blob: h, Size: int64(len(data))}
 	for _, a := range ss.local {
