@@ -375,7 +375,10 @@ func newServeCmd() *cobra.Command {
 		Short: "Run this node",
 		Long: `Run the node whose data directory is --data-dir. A data directory that holds
 no node yet becomes a new one-node cluster, so 'raftmail serve' alone just works.
-Stops cleanly on SIGINT or SIGTERM.`,
+Stops cleanly on SIGINT or SIGTERM, within --shutdown-timeout (else, or at a
+second signal, it exits 1 and logs what was stuck). Below --min-free-space it
+refuses new mail until space is freed; if a write to its disk fails anyway it
+exits 74 (restart it once the disk has room).`,
 		Args: exactArgs(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := loadNodeConfig(cmd.Flags())
