@@ -92,9 +92,10 @@ type Store struct {
 	failure    *failure
 	space      *space
 
-	// bg runs spaceLoop until stopBG is closed (by Close).
-	bg     sync.WaitGroup
-	stopBG chan struct{}
+	// bg runs spaceLoop until stopBG is closed (by Close, once).
+	bg       sync.WaitGroup
+	stopBG   chan struct{}
+	stopOnce sync.Once
 
 	// applyMu serialises Apply, ApplyBatch, Restore and Close.
 	applyMu sync.Mutex
@@ -219,13 +220,9 @@ func (s *Store) Close() error {
 	return nil
 }
 
-// stopBackground stops spaceLoop, once.
+// stopBackground stops spaceLoop and waits for it.
 func (s *Store) stopBackground() {
-	select {
-	case <-s.stopBG:
-	default:
-		close(s.stopBG)
-	}
+	s.stopOnce.Do(func() { close(s.stopBG) })
 	s.bg.Wait()
 }
 
