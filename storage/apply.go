@@ -81,7 +81,7 @@ func (s *Store) ApplyBatch(es []Entry) []Result {
 	if err := b.Set(keyApplied, be64(applied), nil); err != nil {
 		panic(fmt.Sprintf("storage: apply index %d: %v", applied, err))
 	}
-	if err := b.Commit(s.applyWrite); err != nil {
+	if err := s.failure.commit(b, s.applyWrite); err != nil {
 		s.failure.halt(fmt.Errorf("commit entries %d..%d: %w", es[0].Index, applied, err))
 	}
 	s.recheckWanted(wanted)

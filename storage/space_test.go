@@ -194,49 +194,20 @@ func TestConfigValidateFloor(t *testing.T) {
 	}
 }
 
-// A write error in Pebble's WAL makes Pebble call Fatalf. The store must
-// fail (OnFatal, ErrFailed for every later write and for WaitApplied) and
-// must not panic into the goroutine that committed, which a protocol
-// server's connection handler would recover.
-func TestPebbleFatalFailsStore(t *testing.T) {
-	inj := &errorfs.Toggle{Injector: errorfs.InjectorFunc(func(op errorfs.Op) error {
-		if strings.HasSuffix(op.Path, ".log") && op.Kind.ReadOrWrite() == errorfs.OpIsWrite {
+// injectWrites fails writes to files whose name contains part, once on.
+func injectWrites(part string) *errorfs.Toggle {
+	return &errorfs.Toggle{Injector: errorfs.InjectorFunc(func(op errorfs.Op) error {
+		if strings.Contains(op.Path, part) && op.Kind.ReadOrWrite() == errorfs.OpIsWrite {
 			return errors.New("no space left on device (injected)")
 		}
 		return nil
 	})}
-	fatal := make(chan error, 2)
-	s, err := Open(Config{Dir: "/store", FS: errorfs.Wrap(vfs.NewMem(), inj), OnFatal: func(err error) { fatal <- err }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := &harness{tb: t, s: s}
-	h.setup()
+}
 
-	inj.On()
-	returned := make(chan any, 1)
-	go func() {
-		defer func() { returned <- recover() }()
-		bh, data := blobOf("message whose commit fails")
-		_ = s.PutBlob(bh, data)
-	}()
-	select {
-	case err := <-fatal:
-		if !errors.Is(err, ErrFailed) || !strings.Contains(err.Error(), "injected") {
-			t.Fatalf("OnFatal(%v): want ErrFailed with the cause", err)
-		}
-	case r := <-returned:
-		t.Fatalf("PutBlob whose WAL write failed returned (recovered %v) before OnFatal", r)
-	case <-time.After(time.Minute): // hang guard, not an assertion
-		t.Fatal("OnFatal was not called")
-	}
-	select {
-	case r := <-returned:
-		t.Fatalf("the goroutine Pebble called Fatalf from went on (recovered %v)", r)
-	default:
-	}
-
-	// Every later write fails at once; nothing hangs.
+// checkFailed checks that every later write of a failed store fails at
+// once, and nothing hangs.
+func checkFailed(t *testing.T, s *Store, fatal <-chan error) {
+	t.Helper()
 	bh, data := blobOf("another")
 	if err := s.PutBlob(bh, data); !errors.Is(err, ErrFailed) {
 		t.Errorf("PutBlob after the failure: %v", err)
@@ -262,5 +233,109 @@ func TestPebbleFatalFailsStore(t *testing.T) {
 	case err := <-fatal:
 		t.Errorf("OnFatal called twice (%v)", err)
 	default:
+	}
+}
+
+// Pebble calls Fatalf when it cannot write its MANIFEST (here after a
+// flush). The store must fail (OnFatal, ErrFailed for every later write
+// and for WaitApplied), and Pebble's goroutine must not go on.
+func TestPebbleFatalfFailsStore(t *testing.T) {
+	inj := injectWrites("MANIFEST")
+	fatal := make(chan error, 2)
+	s, err := Open(Config{Dir: "/store", FS: errorfs.Wrap(vfs.NewMem(), inj), OnFatal: func(err error) { fatal <- err }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{tb: t, s: s}
+	h.setup()
+	inj.On()
+	returned := make(chan any, 1)
+	go func() {
+		defer func() { returned <- recover() }()
+		_ = s.db.Flush()
+	}()
+	select {
+	case err := <-fatal:
+		if !errors.Is(err, ErrFailed) || !strings.Contains(err.Error(), "MANIFEST") {
+			t.Fatalf("OnFatal(%v): want ErrFailed with the cause", err)
+		}
+	case r := <-returned:
+		t.Fatalf("a flush whose MANIFEST write failed returned (recovered %v) before OnFatal", r)
+	case <-time.After(time.Minute): // hang guard, not an assertion
+		t.Fatal("OnFatal was not called")
+	}
+	checkFailed(t, s, fatal)
+}
+
+// A WAL write error fails the store, and the commit that met it neither
+// returns nor panics (it could be a connection handler's, which recovers
+// panics).
+func TestWALWriteErrorFailsStore(t *testing.T) {
+	inj := injectWrites(".log")
+	fatal := make(chan error, 2)
+	s, err := Open(Config{Dir: "/store", FS: errorfs.Wrap(vfs.NewMem(), inj), OnFatal: func(err error) { fatal <- err }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{tb: t, s: s}
+	h.setup()
+	inj.On()
+	returned := make(chan any, 1)
+	go func() {
+		defer func() { returned <- recover() }()
+		bh, data := blobOf("message whose commit fails")
+		_ = s.PutBlob(bh, data)
+	}()
+	select {
+	case err := <-fatal:
+		if !errors.Is(err, ErrFailed) || !strings.Contains(err.Error(), "injected") {
+			t.Fatalf("OnFatal(%v): want ErrFailed with the cause", err)
+		}
+	case r := <-returned:
+		t.Fatalf("PutBlob whose WAL write failed returned (recovered %v) before OnFatal", r)
+	case <-time.After(time.Minute): // hang guard, not an assertion
+		t.Fatal("OnFatal was not called")
+	}
+	select {
+	case r := <-returned:
+		t.Fatalf("the commit that met the WAL error went on (recovered %v)", r)
+	default:
+	}
+	checkFailed(t, s, fatal)
+}
+
+// A WAL write error that no commit waits for (entries applied without
+// fsync) makes Pebble neither return an error nor call Fatalf: the next
+// commit would panic in its goroutine. The store fails at the write.
+func TestWALWriteErrorUnsyncedFailsStore(t *testing.T) {
+	inj := injectWrites(".log")
+	fatal := make(chan error, 2)
+	s, err := Open(Config{Dir: "/store", FS: errorfs.Wrap(vfs.NewMem(), inj), ApplyNoSync: true,
+		OnFatal: func(err error) { fatal <- err }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{tb: t, s: s}
+	h.setup()
+	inj.On()
+	// Entries applied without fsync stay in the WAL's buffer until a
+	// block fills: apply until one is written (the goroutine then stays
+	// in ApplyBatch, halted).
+	go func() {
+		for range 100000 {
+			h.apply(CmdNoop, nil)
+		}
+	}()
+	select {
+	case err := <-fatal:
+		if !errors.Is(err, ErrFailed) || !strings.Contains(err.Error(), "WAL") {
+			t.Fatalf("OnFatal(%v): want ErrFailed naming the WAL", err)
+		}
+	case <-time.After(time.Minute): // hang guard
+		t.Fatal("OnFatal was not called")
+	}
+	bh, data := blobOf("after the failure")
+	if err := s.PutBlob(bh, data); !errors.Is(err, ErrFailed) {
+		t.Fatalf("PutBlob after a WAL write error: %v", err)
 	}
 }

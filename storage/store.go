@@ -135,7 +135,7 @@ func Open(cfg Config) (*Store, error) {
 	cache := pebble.NewCache(cacheBytes)
 	defer cache.Unref() // Open takes its own reference
 	opts := &pebble.Options{
-		FS:                 cfg.FS,
+		FS:                 walGuardFS{FS: cfg.FS, halt: fail.halt},
 		FormatMajorVersion: pebble.FormatNewest,
 		Logger:             pebbleLogger{l: log.With("component", "pebble"), fail: fail},
 		Cache:              cache,
