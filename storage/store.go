@@ -57,8 +57,8 @@ type Config struct {
 	// a large disk does not refuse everything on a small one. 0 = none.
 	MinFreePercent float64
 	// OnFatal is called once, in a goroutine of its own, when the store
-	// fails (ErrFailed: Pebble called Fatalf, or applied entries could not
-	// be committed). The store is unusable from then on and the caller
+	// fails (ErrFailed: a WAL write failed, Pebble called Fatalf, or
+	// applied entries could not be committed). The store is unusable from then on and the caller
 	// should stop the process; the goroutine that met the failure stays
 	// blocked until it does. nil = only mark the store failed.
 	OnFatal func(error)
