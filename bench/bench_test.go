@@ -241,12 +241,12 @@ func TestErrors(t *testing.T) {
 }
 
 func TestParseSize(t *testing.T) {
-	for in, want := range map[string]int{"1234": 1234, "10KiB": 10 << 10, "10k": 10 << 10, "1MiB": 1 << 20, "1m": 1 << 20, " 2 MB ": 2 << 20} {
+	for in, want := range map[string]int{"1234": 1234, "10KiB": 10 << 10, "10k": 10 << 10, "1MiB": 1 << 20, "1m": 1 << 20, " 2 MB ": 2 << 20, "1GiB": 1 << 30, "3g": 3 << 30, "2TiB": 2 << 40} {
 		if got, err := ParseSize(in); err != nil || got != want {
 			t.Errorf("ParseSize(%q) = %d, %v; want %d", in, got, err, want)
 		}
 	}
-	for _, in := range []string{"", "x", "-1", "1.5k"} {
+	for _, in := range []string{"", "x", "-1", "1.5k", "99999999999999TiB"} {
 		if _, err := ParseSize(in); err == nil {
 			t.Errorf("ParseSize(%q): no error", in)
 		}

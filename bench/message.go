@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"strconv"
 	"strings"
@@ -141,23 +142,27 @@ func (s MessageSpec) WriteTo(w io.Writer, k int) (int64, error) {
 	return n, nil
 }
 
-// ParseSize reads a byte count: 1234, 10k, 10KiB, 1m, 1MiB (powers of
-// 1024; case-insensitive).
+// ParseSize reads a byte count: 1234, 10k, 10KiB, 1m, 1MiB, 1GiB, 1TiB
+// (powers of 1024; case-insensitive).
 func ParseSize(s string) (int, error) {
 	t := strings.ToLower(strings.TrimSpace(s))
 	mult := 1
 	for _, u := range []struct {
 		suffix string
 		mult   int
-	}{{"kib", 1 << 10}, {"mib", 1 << 20}, {"kb", 1 << 10}, {"mb", 1 << 20}, {"k", 1 << 10}, {"m", 1 << 20}, {"b", 1}} {
+	}{
+		{"kib", 1 << 10}, {"mib", 1 << 20}, {"gib", 1 << 30}, {"tib", 1 << 40},
+		{"kb", 1 << 10}, {"mb", 1 << 20}, {"gb", 1 << 30}, {"tb", 1 << 40},
+		{"k", 1 << 10}, {"m", 1 << 20}, {"g", 1 << 30}, {"t", 1 << 40}, {"b", 1},
+	} {
 		if v, ok := strings.CutSuffix(t, u.suffix); ok {
 			t, mult = v, u.mult
 			break
 		}
 	}
 	n, err := strconv.Atoi(strings.TrimSpace(t))
-	if err != nil || n < 0 {
-		return 0, fmt.Errorf("bench: bad size %q (want e.g. 10240, 10KiB, 1MiB)", s)
+	if err != nil || n < 0 || n > math.MaxInt/mult {
+		return 0, fmt.Errorf("bad size %q (want e.g. 10240, 10KiB, 1MiB, 1GiB)", s)
 	}
 	return n * mult, nil
 }

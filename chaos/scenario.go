@@ -179,6 +179,37 @@ func (e *Env) alive(ctx context.Context, node string) bool {
 	return true
 }
 
+// expectNoSpace sends to node, whose disk is full, until it answers 452
+// (insufficient system storage) at MAIL or stops (a failed write makes a
+// node exit): DESIGN.md, "A node protects itself: disk". A message left
+// without an answer, or no 452 while the node lives, is an error. The
+// probes are recorded with the rest of the traffic.
+func (e *Env) expectNoSpace(ctx context.Context, node string) error {
+	n := e.Node(node)
+	deadline := time.Now().Add(max(e.Hold, 10*time.Second))
+	for {
+		op := e.Traffic.Send(ctx, n, "mx")
+		switch {
+		case op.Outcome == Fail && strings.Contains(op.Detail, "mail: SMTP error 452"):
+			e.Logf("chaos: %s, its disk full, answered MAIL after %s: %s", node, op.End.Sub(op.Start).Round(time.Millisecond), op.Detail)
+			return nil
+		case !e.alive(ctx, node):
+			// A client inside DATA when the store failed is left
+			// without an answer: the node has stopped.
+			e.Logf("chaos: %s stopped on its full disk (%s %s)", node, op.Outcome, op.Detail)
+			return nil
+		case op.Outcome == Unknown:
+			return fmt.Errorf("%s, its disk full and still running, left a message without an answer: %s", node, op.Detail)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s, its disk full, did not answer 452 at MAIL (last: %s %s)", node, op.Outcome, op.Detail)
+		}
+		if err := wait(ctx, 200*time.Millisecond); err != nil {
+			return err
+		}
+	}
+}
+
 // Scenarios returns every scenario, in the order they run.
 func Scenarios() []Scenario {
 	return []Scenario{
@@ -310,7 +341,7 @@ func Scenarios() []Scenario {
 		},
 		{
 			Name:   "disk-full",
-			Doc:    "the data file system of a follower filled up, then freed (the node restarted if it stopped)",
+			Doc:    "the data file system of a follower filled up (it must answer 452 at MAIL or stop, never leave a client without an answer), then freed (the node restarted if it stopped)",
 			Needs:  NeedDisk,
 			Launch: func(o *LaunchOptions) { o.DiskLimitBytes = 256 << 20 },
 			Fault: func(ctx context.Context, c Cluster, e *Env) (Fault, error) {
@@ -320,6 +351,10 @@ func Scenarios() []Scenario {
 				}
 				f := Fault{Name: "disk full", Target: node, Start: time.Now()}
 				if err := c.FillDisk(node); err != nil {
+					return f, err
+				}
+				if err := e.expectNoSpace(ctx, node); err != nil {
+					_ = c.FreeDisk(node)
 					return f, err
 				}
 				if err := wait(ctx, e.Hold); err != nil {

@@ -35,7 +35,8 @@ func (n *Node) voters() (map[string]string, error) {
 }
 
 // StoreBlob stores data as a blob on a majority of voters and returns its
-// hash (StoreBlobFrom).
+// hash (StoreBlobFrom). If the local store or peers refused it for lack of
+// disk space, the error wraps storage.ErrInsufficientStorage too.
 func (n *Node) StoreBlob(ctx context.Context, data []byte) (storage.Hash, error) {
 	h := storage.Hash(sha256.Sum256(data))
 	return h, n.StoreBlobFrom(ctx, storage.BlobSource{Hash: h, Size: int64(len(data)), Open: func() (io.ReadCloser, error) {
@@ -91,6 +92,7 @@ func (n *Node) StoreBlobFrom(ctx context.Context, src storage.BlobSource) error 
 		}()
 	}
 	acks := 0
+	full := 0 // copies refused for lack of disk space
 	var errs []error
 	for done := 0; done < copies; done++ {
 		select {
@@ -102,14 +104,31 @@ func (n *Node) StoreBlobFrom(ctx context.Context, src storage.BlobSource) error 
 				}
 			} else {
 				errs = append(errs, err)
+				if peerOutOfSpace(err) {
+					full++
+				}
 			}
 		case <-ctx.Done():
-			return fmt.Errorf("%w: blob on %d of %d voters, %d needed: %w", ErrNoQuorum, acks, len(voters), need, ctx.Err())
+			return blobQuorumError(acks, len(voters), need, full, ctx.Err())
 		case <-n.stop:
 			return ErrShutdown
 		}
 	}
-	return fmt.Errorf("%w: blob on %d of %d voters, %d needed: %w", ErrNoQuorum, acks, len(voters), need, errors.Join(errs...))
+	return blobQuorumError(acks, len(voters), need, full, errors.Join(errs...))
+}
+
+// blobQuorumError says why a blob reached too few voters. When copies were
+// refused for lack of disk space it wraps storage.ErrInsufficientStorage
+// too, so that the client is told "insufficient storage" (SMTP 452 4.3.1).
+func blobQuorumError(acks, voters, need, full int, last error) error {
+	if last == nil {
+		last = errors.New("no copy was written")
+	}
+	if full > 0 {
+		return fmt.Errorf("%w: blob on %d of %d voters, %d needed, %d short of disk space: %w (%w)",
+			ErrNoQuorum, acks, voters, need, full, storage.ErrInsufficientStorage, last)
+	}
+	return fmt.Errorf("%w: blob on %d of %d voters, %d needed: %w", ErrNoQuorum, acks, voters, need, last)
 }
 
 // storeLocal writes the source into the local store.
@@ -119,7 +138,10 @@ func (n *Node) storeLocal(src storage.BlobSource) error {
 		return fmt.Errorf("local copy: %w", err)
 	}
 	defer rd.Close()
-	w := n.store.NewBlobWriter(src.Hash, false)
+	w, err := n.store.NewBlobWriter(src.Hash, src.Size, false)
+	if err != nil {
+		return fmt.Errorf("local copy: %w", err)
+	}
 	got, err := io.Copy(w, rd)
 	if err != nil {
 		w.Abort()
@@ -216,14 +238,26 @@ func (n *Node) fetchBlob(ctx context.Context, h storage.Hash, also *bytes.Buffer
 }
 
 // fetchFrom asks one peer for blob h and writes what it sends to the local
-// store (verified against h) and to also.
+// store (verified against h) and to also. When the local store refuses
+// the copy (below its free-space floor) the bytes still go to also.
 func (n *Node) fetchFrom(addr string, h storage.Hash, timeout time.Duration, also *bytes.Buffer) error {
-	bw := n.store.NewBlobWriter(h, true)
 	var storeErr error
+	bw, err := n.store.NewBlobWriter(h, 0, true)
+	if err != nil {
+		if also == nil {
+			return err
+		}
+		storeErr, bw = err, nil
+	}
+	abort := func() {
+		if bw != nil {
+			bw.Abort()
+		}
+	}
 	if also != nil {
 		also.Reset()
 	}
-	err := n.rpc.exchange(addr, timeout,
+	err = n.rpc.exchange(addr, timeout,
 		func(w *bufio.Writer) error { return writeRequest(w, methodBlobGet, timeout, h[:]) },
 		func(r *bufio.Reader) error {
 			if _, err := readResponse(r); err != nil {
@@ -231,8 +265,13 @@ func (n *Node) fetchFrom(addr string, h storage.Hash, timeout time.Duration, als
 			}
 			bp := chunkBufs.Get().(*[]byte)
 			defer chunkBufs.Put(bp)
-			var dst io.Writer = bw
-			if also != nil {
+			var dst io.Writer
+			switch {
+			case also == nil:
+				dst = bw
+			case bw == nil:
+				dst = also
+			default:
 				dst = io.MultiWriter(also, &errOnce{w: bw, err: &storeErr})
 			}
 			_, werr, err := readChunks(r, dst, -1, *bp)
@@ -242,18 +281,18 @@ func (n *Node) fetchFrom(addr string, h storage.Hash, timeout time.Duration, als
 			return err
 		})
 	if err != nil {
-		bw.Abort()
+		abort()
 		return err
 	}
 	if storeErr != nil {
-		bw.Abort()
+		abort()
 		if also == nil {
 			return storeErr
 		}
 		if sha256.Sum256(also.Bytes()) != h {
 			return fmt.Errorf("%w: peer sent a blob that does not match %s", storage.ErrCorrupt, h)
 		}
-		n.log.Warn("blob fetch: no local copy kept", "hash", h.String(), "err", storeErr)
+		n.log.Debug("blob fetch: no local copy kept", "hash", h.String(), "err", storeErr)
 		return nil
 	}
 	return bw.Commit()

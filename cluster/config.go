@@ -85,6 +85,11 @@ type Config struct {
 	// Logger receives all cluster logs, including raft's and memberlist's.
 	// nil = discard.
 	Logger *slog.Logger
+	// OnFatal is called once, in a goroutine of its own, when raft cannot
+	// record its current term (the disk failed): the caller should stop the
+	// process. Raft's goroutine waits for that. nil = raft panics, as it
+	// does on its own.
+	OnFatal func(error)
 }
 
 func (c *Config) setDefaults() {

@@ -69,6 +69,8 @@ type Node struct {
 	ml        *memberlist.Memberlist
 	events    *gossipEvents
 
+	logHealth logHealth
+
 	reconcileKick chan struct{}
 	repairKick    chan struct{}
 	stop          chan struct{}
@@ -182,7 +184,7 @@ func (n *Node) startRaft(dir string) error {
 		return fmt.Errorf("cluster: open raft log %s: %w", filepath.Join(dir, "raft.db"), err)
 	}
 	n.boltStore = bolt
-	logs, err := raft.NewLogCache(1024, bolt)
+	logs, err := raft.NewLogCache(1024, &raftLog{LogStore: bolt, n: n})
 	if err != nil {
 		return err
 	}
@@ -213,7 +215,7 @@ func (n *Node) startRaft(dir string) error {
 			n.log.Info("bootstrapped a one-node cluster")
 		}
 	}
-	r, err := raft.NewRaft(rc, &fsm{store: n.store, node: n}, logs, bolt, snaps, n.transport)
+	r, err := raft.NewRaft(rc, &fsm{store: n.store, node: n}, logs, &raftStable{StableStore: bolt, n: n}, snaps, n.transport)
 	if err != nil {
 		return fmt.Errorf("cluster: start raft: %w", err)
 	}

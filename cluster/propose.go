@@ -70,6 +70,13 @@ func (n *Node) propose(ctx context.Context, cmd storage.Command, waitLocal bool)
 			if !waitLocal {
 				return idx, res, nil
 			}
+			if lerr := n.RaftLogError(); lerr != nil {
+				// This node cannot append entries, so it will not apply
+				// this one soon: do not hold the client until its
+				// deadline for a write that is durable on a majority.
+				n.log.Warn("committed write not applied locally: the raft log cannot be written", "index", idx, "err", lerr)
+				return idx, res, nil
+			}
 			if werr := n.store.WaitApplied(ctx, idx); werr != nil {
 				// Committed on a majority, but this node lags (it may have
 				// just been cut off). The write is durable: report success.

@@ -268,6 +268,8 @@ func (e *rpcError) Unwrap() error {
 		return storage.ErrCorrupt
 	case codeVersion:
 		return errVersion
+	case codeNoSpace:
+		return storage.ErrInsufficientStorage
 	}
 	return nil
 }
@@ -285,6 +287,8 @@ func codeOf(err error) byte {
 		return codeCorrupt
 	case errors.Is(err, errVersion):
 		return codeVersion
+	case errors.Is(err, storage.ErrInsufficientStorage):
+		return codeNoSpace
 	}
 	return codeInternal
 }

@@ -205,7 +205,19 @@ func (n *Node) handleBlobPut(ctx context.Context, payload []byte, r *bufio.Reade
 	if err != nil {
 		return err
 	}
-	bw := n.store.NewBlobWriter(m.hash, true)
+	bw, err := n.store.NewBlobWriter(m.hash, m.size, true)
+	if err != nil {
+		if m.streamed {
+			// Read the stream and drop it, so the connection stays usable.
+			bp := chunkBufs.Get().(*[]byte)
+			_, _, rerr := readChunks(r, nil, m.size, *bp)
+			chunkBufs.Put(bp)
+			if rerr != nil {
+				return rerr
+			}
+		}
+		return n.blobPutFailed(w, m, err)
+	}
 	if !m.streamed {
 		if _, err := bw.Write(m.inline); err != nil {
 			bw.Abort()

@@ -24,14 +24,15 @@ type NodeStatus struct {
 	Term         uint64            `json:"term,omitempty"`
 	LastContact  string            `json:"last_contact,omitempty"` // since the leader was last heard; "0s" on the leader
 	CommitIndex  uint64            `json:"commit_index,omitempty"`
-	AppliedIndex uint64            `json:"applied_index"`     // the store's applied index
-	Lag          uint64            `json:"lag"`               // leader's applied index minus this node's
-	MissingBlobs int               `json:"missing_blobs"`     // blobs referenced here but not stored here
-	StateHash    string            `json:"state_hash"`        // SHA-256 over the metadata keyspace
-	HashIndex    uint64            `json:"hash_index"`        // applied index the hash was taken at
-	Gossip       string            `json:"gossip,omitempty"`  // alive, suspect, dead, left (as this node sees it)
-	Uptime       string            `json:"uptime,omitempty"`  // reserved
-	Members      int               `json:"members,omitempty"` // gossip members this node sees
+	AppliedIndex uint64            `json:"applied_index"`      // the store's applied index
+	Lag          uint64            `json:"lag"`                // leader's applied index minus this node's
+	MissingBlobs int               `json:"missing_blobs"`      // blobs referenced here but not stored here
+	StateHash    string            `json:"state_hash"`         // SHA-256 over the metadata keyspace
+	HashIndex    uint64            `json:"hash_index"`         // applied index the hash was taken at
+	Gossip       string            `json:"gossip,omitempty"`   // alive, suspect, dead, left (as this node sees it)
+	Uptime       string            `json:"uptime,omitempty"`   // reserved
+	Members      int               `json:"members,omitempty"`  // gossip members this node sees
+	Problems     []string          `json:"problems,omitempty"` // why this node is not healthy (Node.Problems)
 	Time         time.Time         `json:"time"`
 }
 
@@ -39,6 +40,9 @@ type NodeStatus struct {
 // of the whole metadata keyspace: for `raftmail status`, not for probes).
 func (n *Node) LocalStatus() NodeStatus {
 	st := n.QuickStatus()
+	if n.store.Failed() != nil {
+		return st
+	}
 	if h, idx, err := n.store.StateHash(); err == nil {
 		st.StateHash = h.String()
 		st.HashIndex = idx
@@ -74,8 +78,11 @@ func (n *Node) QuickStatus() NodeStatus {
 		_, st.Voter = voters[n.cfg.NodeName]
 	}
 	st.AppliedIndex = n.store.AppliedIndex()
-	if _, total, err := n.store.MissingBlobs(0); err == nil {
-		st.MissingBlobs = total
+	st.Problems = n.Problems()
+	if n.store.Failed() == nil { // a failed Pebble may not answer
+		if _, total, err := n.store.MissingBlobs(0); err == nil {
+			st.MissingBlobs = total
+		}
 	}
 	if n.ml != nil {
 		st.Members = n.ml.NumMembers()

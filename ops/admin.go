@@ -215,13 +215,32 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
 	return true
 }
 
+// Health is the body of /healthz: 200 with Healthy, else 503 with the
+// problems (no leader known, a failed store, free space below the floor,
+// a Raft log that cannot be written) in words.
+type Health struct {
+	Node         string   `json:"node"`
+	Healthy      bool     `json:"healthy"`
+	Problems     []string `json:"problems,omitempty"`
+	Role         string   `json:"role"`
+	Leader       string   `json:"leader"`
+	AppliedIndex uint64   `json:"applied_index"`
+	Disk         string   `json:"disk"`
+}
+
 func (a *Admin) health(w http.ResponseWriter, r *http.Request) {
 	st := a.node.QuickStatus()
-	status := http.StatusOK
+	h := Health{Node: st.Name, Role: st.Role, Leader: st.Leader, AppliedIndex: st.AppliedIndex,
+		Problems: st.Problems, Disk: a.store.Space().String()}
 	if st.Leader == "" {
+		h.Problems = append(h.Problems, "raft: no leader known")
+	}
+	h.Healthy = len(h.Problems) == 0
+	status := http.StatusOK
+	if !h.Healthy {
 		status = http.StatusServiceUnavailable
 	}
-	writeJSON(w, status, map[string]any{"node": st.Name, "role": st.Role, "leader": st.Leader, "applied_index": st.AppliedIndex})
+	writeJSON(w, status, h)
 }
 
 func (a *Admin) status(w http.ResponseWriter, r *http.Request) {

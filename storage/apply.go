@@ -48,9 +48,14 @@ func (s *Store) Apply(e Entry) Result {
 // with a Code and changes nothing but the de-duplication table.
 //
 // It panics on an undecodable entry, on an unknown command type without the
-// Ignorable bit, and on a failed read or commit: the node must stop rather
-// than diverge.
+// Ignorable bit, and on a failed read: the node must stop rather than
+// diverge. A failed commit, or a call on a failed store, fails the store
+// (Config.OnFatal) and does not return: the entries are not durable here,
+// and the caller must not go on as if they were applied.
 func (s *Store) ApplyBatch(es []Entry) []Result {
+	if err := s.failure.get(); err != nil {
+		s.failure.halt(err)
+	}
 	s.applyMu.Lock()
 	defer s.applyMu.Unlock()
 	results := make([]Result, len(es))
@@ -76,8 +81,8 @@ func (s *Store) ApplyBatch(es []Entry) []Result {
 	if err := b.Set(keyApplied, be64(applied), nil); err != nil {
 		panic(fmt.Sprintf("storage: apply index %d: %v", applied, err))
 	}
-	if err := b.Commit(s.applyWrite); err != nil {
-		panic(fmt.Sprintf("storage: commit entries %d..%d: %v", es[0].Index, applied, err))
+	if err := s.failure.commit(b, s.applyWrite); err != nil {
+		s.failure.halt(fmt.Errorf("commit entries %d..%d: %w", es[0].Index, applied, err))
 	}
 	s.recheckWanted(wanted)
 	s.setApplied(applied)

@@ -24,9 +24,14 @@ import (
 const BlobChunkSize = 256 << 10
 
 // PutBlob stores data under h durably (pebble.Sync). It returns ErrCorrupt
-// if sha256(data) != h. Storing a blob twice is harmless.
+// if sha256(data) != h, ErrInsufficientStorage below the free-space floor
+// and ErrFailed once the store has failed. Storing a blob twice is
+// harmless.
 func (s *Store) PutBlob(h Hash, data []byte) error {
-	w := s.NewBlobWriter(h, true)
+	w, err := s.NewBlobWriter(h, int64(len(data)), true)
+	if err != nil {
+		return err
+	}
 	if _, err := w.Write(data); err != nil {
 		w.Abort()
 		return err
@@ -55,19 +60,24 @@ func (s *Store) Blob(h Hash) ([]byte, error) {
 // peer); without it the caller vouches for h (it hashed the same bytes
 // itself). If the blob is already stored the content is only counted (and
 // checked). One writer per hash at a time: a second one waits until the
-// first is done.
+// first is done. size is the blob's size if known (0 if not): a blob the
+// free-space floor has no room for is refused at once with
+// ErrInsufficientStorage, as is any blob on a failed store (ErrFailed).
 //
 // A writer holds at most two chunks (2*BlobChunkSize) in memory: the first,
 // written last so that the blob key exists only once every chunk does, and
 // the one being filled.
-func (s *Store) NewBlobWriter(h Hash, verify bool) *BlobWriter {
+func (s *Store) NewBlobWriter(h Hash, size int64, verify bool) (*BlobWriter, error) {
+	if err := s.admitBlob(int(size)); err != nil {
+		return nil, err
+	}
 	s.lockBlob(h)
 	w := &BlobWriter{s: s, h: h, next: 1}
 	if verify {
 		w.sum = sha256.New()
 	}
 	w.skip = s.HasBlob(h)
-	return w
+	return w, nil
 }
 
 // BlobWriter stores one blob in chunks (Store.NewBlobWriter). It is not

@@ -56,7 +56,7 @@ func TestBlobChunks(t *testing.T) {
 			}
 			data := bigMessage(n, uint64(i*10+step))
 			h := Hash(sha256.Sum256(data))
-			w := s.NewBlobWriter(h, true)
+			w, _ := s.NewBlobWriter(h, 0, true)
 			for p := data; len(p) > 0; {
 				k := min(step, len(p))
 				if _, err := w.Write(p[:k]); err != nil {
@@ -104,14 +104,14 @@ func TestBlobWriterAbort(t *testing.T) {
 	data := bigMessage(3*BlobChunkSize+10, 1)
 	h := Hash(sha256.Sum256(data))
 
-	w := s.NewBlobWriter(h, true)
+	w, _ := s.NewBlobWriter(h, 0, true)
 	w.Write(data[:2*BlobChunkSize+5])
 	w.Abort()
 	if s.HasBlob(h) || countChunks(t, s, h) != 0 {
 		t.Fatal("aborted blob left something")
 	}
 
-	w = s.NewBlobWriter(h, true)
+	w, _ = s.NewBlobWriter(h, 0, true)
 	bad := append([]byte(nil), data...)
 	bad[len(bad)-1] ^= 1
 	w.Write(bad)
@@ -124,12 +124,12 @@ func TestBlobWriterAbort(t *testing.T) {
 
 	// Trusted (no verify), then a second, verified copy: nothing new is
 	// written and a wrong second copy is refused.
-	w = s.NewBlobWriter(h, false)
+	w, _ = s.NewBlobWriter(h, 0, false)
 	w.Write(data)
 	if err := w.Commit(); err != nil {
 		t.Fatal(err)
 	}
-	w = s.NewBlobWriter(h, true)
+	w, _ = s.NewBlobWriter(h, 0, true)
 	w.Write(bad)
 	if err := w.Commit(); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("second copy with the wrong content: %v", err)
@@ -148,7 +148,7 @@ func TestBlobWritersSameHash(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range 8 {
 		wg.Go(func() {
-			w := s.NewBlobWriter(h, true)
+			w, _ := s.NewBlobWriter(h, 0, true)
 			w.Write(data[:BlobChunkSize+100])
 			if i%2 == 0 {
 				w.Abort()
@@ -222,7 +222,7 @@ func TestCrashInsideBlobWrite(t *testing.T) {
 	}
 	half := bigMessage(3*BlobChunkSize+1, 6)
 	hh := Hash(sha256.Sum256(half))
-	w := s.NewBlobWriter(hh, true)
+	w, _ := s.NewBlobWriter(hh, 0, true)
 	w.Write(half[:3*BlobChunkSize])
 	s.db.LogData(nil, pebble.Sync) // the chunks reach the disk
 

@@ -23,8 +23,11 @@
 //   - read the local clock, random numbers or map iteration order inside
 //     Apply: every node applies the same log to the same state (time comes
 //     from [Command.Time], identifiers from the Raft index);
-//   - go on after a failed durable write: a failed Pebble commit or a corrupt
-//     log entry panics, so the node stops instead of diverging;
+//   - go on after a failed durable write: a failed Pebble commit (or any
+//     Pebble Fatalf) fails the store ([ErrFailed], Config.OnFatal) and a
+//     corrupt log entry panics, so the node stops instead of diverging;
+//   - refuse metadata for lack of disk space: only new blobs are refused
+//     below the free-space floor ([ErrInsufficientStorage], [Store.CheckSpace]);
 //   - read files or environment variables other than its Pebble directory.
 //
 // Locking: Apply, ApplyBatch and Restore are serialised by an internal

@@ -40,6 +40,9 @@ type Snapshot struct {
 
 // Snapshot takes a Pebble snapshot; it does not copy anything.
 func (s *Store) Snapshot() (*Snapshot, error) {
+	if err := s.failure.get(); err != nil {
+		return nil, err
+	}
 	// With ApplyNoSync the log behind the snapshot may be compacted away
 	// once it is persisted: what it covers must be durable here first.
 	s.applyMu.Lock()
@@ -182,6 +185,9 @@ func noEOF(err error) error {
 // old state or the new, never a mix), recomputes the wanted blobs, moves
 // the applied index to the snapshot's and publishes a Reset change.
 func (s *Store) Restore(r io.Reader) error {
+	if err := s.failure.get(); err != nil {
+		return err
+	}
 	s.applyMu.Lock()
 	defer s.applyMu.Unlock()
 	hr := &hashReader{r: bufio.NewReaderSize(r, 64<<10), h: sha256.New()}

@@ -46,6 +46,22 @@ type Config struct {
 	// NoSnapshotRestoreOnStart): Snapshot and Close make everything applied
 	// durable first, so the store never ends up behind its last snapshot.
 	ApplyNoSync bool
+	// MinFreeBytes is the free-space floor of the file system holding
+	// Dir, in bytes: PutBlob refuses (ErrInsufficientStorage) a blob that
+	// would leave less free, and CheckSpace tells protocols to refuse new
+	// mail. Metadata (Apply, Restore) is never refused. 0 = no floor of
+	// this kind.
+	MinFreeBytes int64
+	// MinFreePercent is the floor as a share of the file system's size,
+	// in percent. With both set the smaller applies, so a floor sized for
+	// a large disk does not refuse everything on a small one. 0 = none.
+	MinFreePercent float64
+	// OnFatal is called once, in a goroutine of its own, when the store
+	// fails (ErrFailed: a WAL write failed, Pebble called Fatalf, or
+	// applied entries could not be committed). The store is unusable from then on and the caller
+	// should stop the process; the goroutine that met the failure stays
+	// blocked until it does. nil = only mark the store failed.
+	OnFatal func(error)
 }
 
 // Validate reports whether c is usable.
@@ -55,6 +71,12 @@ func (c Config) Validate() error {
 	}
 	if c.DedupWindow < 0 {
 		return fmt.Errorf("storage: config: negative DedupWindow %v: %w", c.DedupWindow, ErrInvalid)
+	}
+	if c.MinFreeBytes < 0 {
+		return fmt.Errorf("storage: config: negative MinFreeBytes %d: %w", c.MinFreeBytes, ErrInvalid)
+	}
+	if c.MinFreePercent < 0 || c.MinFreePercent >= 100 {
+		return fmt.Errorf("storage: config: MinFreePercent %v not in [0, 100): %w", c.MinFreePercent, ErrInvalid)
 	}
 	return nil
 }
@@ -67,6 +89,13 @@ type Store struct {
 	window time.Duration
 	// applyWrite is how ApplyBatch commits (Config.ApplyNoSync).
 	applyWrite *pebble.WriteOptions
+	failure    *failure
+	space      *space
+
+	// bg runs spaceLoop until stopBG is closed (by Close, once).
+	bg       sync.WaitGroup
+	stopBG   chan struct{}
+	stopOnce sync.Once
 
 	// applyMu serialises Apply, ApplyBatch, Restore and Close.
 	applyMu sync.Mutex
@@ -106,12 +135,16 @@ func Open(cfg Config) (*Store, error) {
 	if cfg.DedupWindow == 0 {
 		cfg.DedupWindow = DefaultDedupWindow
 	}
+	if cfg.FS == nil {
+		cfg.FS = vfs.Default
+	}
+	fail := newFailure(log, cfg.OnFatal)
 	cache := pebble.NewCache(cacheBytes)
 	defer cache.Unref() // Open takes its own reference
 	opts := &pebble.Options{
-		FS:                 cfg.FS,
+		FS:                 walGuardFS{FS: cfg.FS, halt: fail.halt},
 		FormatMajorVersion: pebble.FormatNewest,
-		Logger:             pebbleLogger{log.With("component", "pebble")},
+		Logger:             pebbleLogger{l: log.With("component", "pebble"), fail: fail},
 		Cache:              cache,
 	}
 	// Apply looks up many keys that do not exist (a blob's first
@@ -140,7 +173,9 @@ func Open(cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("storage: open pebble %q: %w", cfg.Dir, err)
 	}
-	s := &Store{db: db, log: log, window: cfg.DedupWindow, applyWrite: pebble.Sync}
+	s := &Store{db: db, log: log, window: cfg.DedupWindow, applyWrite: pebble.Sync, failure: fail,
+		space:  newSpace(cfg.FS, cfg.Dir, cfg.MinFreeBytes, cfg.MinFreePercent, log),
+		stopBG: make(chan struct{})}
 	if cfg.ApplyNoSync {
 		s.applyWrite = pebble.NoSync
 	}
@@ -157,14 +192,24 @@ func Open(cfg Config) (*Store, error) {
 		return nil, err
 	}
 	s.applied.Store(idx)
-	log.Info("storage opened", "dir", cfg.Dir, "index", idx)
+	sp := s.space.status(time.Now())
+	log.Info("storage opened", "dir", cfg.Dir, "index", idx, "space", sp.String())
+	s.bg.Add(1)
+	go s.spaceLoop(s.stopBG)
 	return s, nil
 }
 
 // Close closes subscriptions, wakes WaitApplied callers with ErrClosed and
 // closes Pebble. The store must not be used afterwards; a second Close
-// does nothing.
+// does nothing. A failed store (ErrFailed) is not closed: Pebble's commit
+// pipeline may be wedged and closing it could hang; the process is about
+// to exit anyway.
 func (s *Store) Close() error {
+	s.stopBackground()
+	if err := s.failure.get(); err != nil {
+		s.closeSubscriptions()
+		return fmt.Errorf("storage: close: %w", err)
+	}
 	s.applyMu.Lock()
 	defer s.applyMu.Unlock()
 	if s.closed {
@@ -187,8 +232,17 @@ func (s *Store) Close() error {
 	return nil
 }
 
+// stopBackground stops spaceLoop and waits for it.
+func (s *Store) stopBackground() {
+	s.stopOnce.Do(func() { close(s.stopBG) })
+	s.bg.Wait()
+}
+
 // syncApplied makes every applied entry durable (the WAL up to here).
 func (s *Store) syncApplied() error {
+	if err := s.failure.get(); err != nil {
+		return err
+	}
 	if s.applyWrite == pebble.Sync {
 		return nil
 	}
@@ -221,7 +275,7 @@ func readApplied(r reader) (uint64, error) {
 func (s *Store) AppliedIndex() uint64 { return s.applied.Load() }
 
 // WaitApplied blocks until AppliedIndex() >= index, ctx is done (its error
-// is returned) or the store is closed (ErrClosed).
+// is returned), the store is closed (ErrClosed) or it fails (ErrFailed).
 func (s *Store) WaitApplied(ctx context.Context, index uint64) error {
 	for {
 		s.wait.Lock()
@@ -237,6 +291,8 @@ func (s *Store) WaitApplied(ctx context.Context, index uint64) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-ch:
+		case <-s.failure.ch:
+			return s.failure.get()
 		}
 	}
 }
@@ -253,7 +309,10 @@ func (s *Store) setApplied(idx uint64) {
 }
 
 // pebbleLogger routes Pebble's logger into slog.
-type pebbleLogger struct{ l *slog.Logger }
+type pebbleLogger struct {
+	l    *slog.Logger
+	fail *failure
+}
 
 func (p pebbleLogger) Infof(format string, args ...any) {
 	p.l.Info(fmt.Sprintf(format, args...))
@@ -263,9 +322,14 @@ func (p pebbleLogger) Errorf(format string, args ...any) {
 	p.l.Error(fmt.Sprintf(format, args...))
 }
 
-// Fatalf logs and panics: Pebble calls it when it cannot go on.
+// Fatalf is how Pebble says it cannot go on (a failed WAL or MANIFEST
+// write, typically ENOSPC or EIO). It fails the store, which starts
+// Config.OnFatal, and never returns: Pebble expects it not to, and a
+// panic here would unwind into whichever goroutine committed (an SMTP or
+// IMAP connection handler, which recovers panics and would leave the node
+// running with a wedged commit pipeline).
 func (p pebbleLogger) Fatalf(format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
 	p.l.Error(msg, "fatal", true)
-	panic("storage: pebble fatal: " + msg)
+	p.fail.halt(errors.New(msg))
 }

@@ -14,8 +14,11 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/raftmail/raftmail/cluster"
 	"github.com/raftmail/raftmail/storage"
@@ -36,6 +39,10 @@ type Node struct {
 	dir   string
 	Store *storage.Store
 	Node  *cluster.Node
+	// StoreConfig, if not nil, adjusts the store's configuration when the
+	// node is next started (a file system that reports little free space,
+	// a free-space floor).
+	StoreConfig func(*storage.Config)
 }
 
 // New starts size nodes, waits until all are voters, and stops them when
@@ -158,7 +165,11 @@ func (c *Cluster) add(tweak func(*cluster.Config)) {
 // Start (re)starts a stopped node on its data directory.
 func (c *Cluster) Start(n *Node) {
 	t := c.t
-	st, err := storage.Open(storage.Config{Dir: filepath.Join(n.dir, "store"), ApplyNoSync: true})
+	sc := storage.Config{Dir: filepath.Join(n.dir, "store"), ApplyNoSync: true}
+	if n.StoreConfig != nil {
+		n.StoreConfig(&sc)
+	}
+	st, err := storage.Open(sc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -299,4 +310,37 @@ func WaitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// DiskFS is the real file system with a free-space answer (statfs) that a
+// test sets, for tests of the store's free-space floor above storage. The
+// file system's size is 1 GiB.
+type DiskFS struct {
+	vfs.FS
+	avail atomic.Uint64
+}
+
+// SetAvail sets the free bytes reported from now on (the store measures
+// at most once a second).
+func (fs *DiskFS) SetAvail(n uint64) { fs.avail.Store(n) }
+
+// GetDiskUsage implements vfs.FS.
+func (fs *DiskFS) GetDiskUsage(string) (vfs.DiskUsage, error) {
+	a := fs.avail.Load()
+	return vfs.DiskUsage{AvailBytes: a, TotalBytes: 1 << 30, UsedBytes: 1<<30 - min(a, 1<<30)}, nil
+}
+
+// RestartWithDisk restarts n on a store whose file system reports avail
+// free bytes, with a free-space floor of floor bytes, and returns the
+// file system to change the answer later.
+func (c *Cluster) RestartWithDisk(n *Node, avail, floor uint64) *DiskFS {
+	fs := &DiskFS{FS: vfs.Default}
+	fs.SetAvail(avail)
+	c.Stop(n)
+	n.StoreConfig = func(sc *storage.Config) {
+		sc.FS = fs
+		sc.MinFreeBytes = int64(floor)
+	}
+	c.Start(n)
+	return fs
 }

@@ -83,6 +83,15 @@ type nodeConfig struct {
 	LogLevel  string `toml:"log_level,omitempty"`
 	LogFormat string `toml:"log_format,omitempty"`
 
+	// MinFreeSpace is the free-space floor of the data directory's file
+	// system, below which the node refuses new mail: a size, a share
+	// ("5%"), or both ("1GiB,5%": the smaller applies); "0" = none; "" =
+	// defaultMinFreeSpace.
+	MinFreeSpace string `toml:"min_free_space,omitempty"`
+	// ShutdownTimeout bounds the ordered shutdown on SIGTERM; 0 =
+	// defaultShutdownTimeout.
+	ShutdownTimeout duration `toml:"shutdown_timeout,omitempty"`
+
 	// Tuning, mostly for tests and the chaos suite.
 	RaftTimeout       duration `toml:"raft_timeout,omitempty"` // heartbeat and election timeout
 	SnapshotThreshold uint64   `toml:"snapshot_threshold,omitempty"`
@@ -106,6 +115,18 @@ func (d *duration) UnmarshalText(b []byte) error {
 	d.Duration = v
 	return nil
 }
+
+// defaultMinFreeSpace: 1 GiB holds, on a disk of any size, what the node
+// must still write when it refuses mail (Raft log and snapshots, Pebble's
+// flushes, compactions and blob-file rewrites, bodies in flight); 5 %
+// keeps that floor from taking a large part of a small disk. DESIGN.md,
+// "A node protects itself: disk".
+const defaultMinFreeSpace = "1GiB,5%"
+
+// defaultShutdownTimeout bounds the ordered shutdown: 20 s for mail
+// sessions in the middle of a commit, then the admin API, Raft, gossip
+// and the store.
+const defaultShutdownTimeout = 30 * time.Second
 
 const (
 	configFile     = "raftmail.toml"
@@ -228,6 +249,8 @@ func addNodeFlags(fs *pflag.FlagSet) {
 	fs.Duration("pop3-preauth-timeout", 0, "a POP3 connection not logged in this long after connecting gets -ERR [SYS/TEMP] and is closed (default 60s)")
 	fs.String("log-level", "", "debug, info, warn or error (default info)")
 	fs.String("log-format", "", "text or json (default text)")
+	fs.String("min-free-space", "", `free space to keep on the data directory's file system: below it the node refuses new mail (SMTP 452, IMAP NO [OVERQUOTA]) while Raft goes on; a size, a share ("5%"), both ("1GiB,5%": the smaller), or 0 for none (default `+defaultMinFreeSpace+`)`)
+	fs.Duration("shutdown-timeout", 0, "bound on the ordered shutdown after SIGTERM or SIGINT: past it, or at a second signal, the node logs what is still running and exits with status 1 (default 30s)")
 	fs.Duration("raft-timeout", 0, "Raft heartbeat and election timeout (default 500ms)")
 	fs.Uint64("snapshot-threshold", 0, "Raft log entries between snapshots (default 8192)")
 	fs.Duration("snapshot-interval", 0, "how often the snapshot threshold is checked (default 30s)")
@@ -352,6 +375,8 @@ func loadNodeConfig(fs *pflag.FlagSet) (*nodeConfig, error) {
 	set("pop3-preauth-timeout", dur(&cfg.POP3PreAuthTimeout))
 	set("log-level", str(&cfg.LogLevel))
 	set("log-format", str(&cfg.LogFormat))
+	set("min-free-space", str(&cfg.MinFreeSpace))
+	set("shutdown-timeout", dur(&cfg.ShutdownTimeout))
 	set("raft-timeout", dur(&cfg.RaftTimeout))
 	set("snapshot-threshold", num(&cfg.SnapshotThreshold))
 	set("snapshot-interval", dur(&cfg.SnapshotInterval))
@@ -360,6 +385,12 @@ func loadNodeConfig(fs *pflag.FlagSet) (*nodeConfig, error) {
 	set("dead-server-grace", dur(&cfg.DeadServerGrace))
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
+	}
+	if _, _, err := cfg.freeSpaceFloor(); err != nil {
+		return nil, err
+	}
+	if cfg.ShutdownTimeout.Duration < 0 {
+		return nil, errors.New("--shutdown-timeout: want a positive duration, or 0 for the default")
 	}
 	if err := cfg.resolveAdvertise(advertise); err != nil {
 		return nil, err
@@ -413,6 +444,47 @@ func (c *nodeConfig) connLimitSettings() []connLimitSetting {
 		{"imap", c.IMAPConnLimitPerIP, c.IMAPConnLimit},
 		{"pop3", c.POP3ConnLimitPerIP, c.POP3ConnLimit},
 	}
+}
+
+// freeSpaceFloor parses MinFreeSpace into storage.Config's MinFreeBytes
+// and MinFreePercent.
+func (c *nodeConfig) freeSpaceFloor() (bytes int64, percent float64, err error) {
+	v := c.MinFreeSpace
+	if v == "" {
+		v = defaultMinFreeSpace
+	}
+	bad := func(why string) error {
+		return fmt.Errorf("--min-free-space %q: %s (want a size like 1GiB, a share like 5%%, both as 1GiB,5%%, or 0)", v, why)
+	}
+	parts := splitList(v)
+	if len(parts) == 0 || len(parts) > 2 {
+		return 0, 0, bad("one size and one share at most")
+	}
+	var haveBytes, havePct bool
+	for _, p := range parts {
+		if num, ok := strings.CutSuffix(p, "%"); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(num), 64)
+			if err != nil || f < 0 || f >= 100 || havePct {
+				return 0, 0, bad("a share is one number from 0 to under 100")
+			}
+			percent, havePct = f, true
+			continue
+		}
+		n, err := parseByteSize(p)
+		if err != nil || haveBytes {
+			return 0, 0, bad("not a size")
+		}
+		bytes, haveBytes = int64(n), true
+	}
+	return bytes, percent, nil
+}
+
+// shutdownTimeout is ShutdownTimeout or its default.
+func (c *nodeConfig) shutdownTimeout() time.Duration {
+	if c.ShutdownTimeout.Duration > 0 {
+		return c.ShutdownTimeout.Duration
+	}
+	return defaultShutdownTimeout
 }
 
 func splitList(v string) []string {

@@ -290,6 +290,10 @@ type node struct {
 	// POP3S; submissions (465) is off.
 	smtpAddr, submissionAddr, imapAddr, imapsAddr, pop3Addr, pop3sAddr string
 
+	// serveFlags are added to the serve command line (after the
+	// defaults), for settings a test gives one node only.
+	serveFlags []string
+
 	cmd  *exec.Cmd
 	done chan struct{} // closed when cmd has exited
 }
@@ -444,7 +448,7 @@ func (n *node) start() {
 	}
 	defer logf.Close() // the child has its own copy
 	fmt.Fprintf(logf, "==== %s: serve %s\n", time.Now().Format(time.RFC3339Nano), n.name)
-	args := append(append([]string{"serve"}, n.nodeFlags()...), fastTimings...)
+	args := append(append(append([]string{"serve"}, n.nodeFlags()...), fastTimings...), n.serveFlags...)
 	cmd := exec.Command(binary(n.t), args...)
 	cmd.Env = cliEnv()
 	cmd.Stdout, cmd.Stderr = logf, logf
@@ -524,11 +528,20 @@ func (n *node) stopProcess(cmd *exec.Cmd, done chan struct{}) {
 // every node is a reachable voter and there is a leader.
 func newCluster(t *testing.T, size int) []*node {
 	t.Helper()
-	start := time.Now()
 	nodes := make([]*node, size)
 	for i := range nodes {
 		nodes[i] = newNode(t, fmt.Sprintf("node%d", i+1))
 	}
+	formCluster(t, nodes)
+	return nodes
+}
+
+// formCluster is newCluster for nodes made by newNode (whose data
+// directories a test may have prepared).
+func formCluster(t *testing.T, nodes []*node) {
+	t.Helper()
+	start := time.Now()
+	size := len(nodes)
 	first := nodes[0]
 	first.initCluster()
 	first.start()
@@ -544,7 +557,6 @@ func newCluster(t *testing.T, size int) []*node {
 	}
 	d := waitHealthy(t, nodes[0], len(nodes))
 	t.Logf("formed a %d-node cluster in %s (healthy %s after the last start)", size, time.Since(start).Round(time.Millisecond), d.Round(time.Millisecond))
-	return nodes
 }
 
 // waitHealthy waits until status through via shows want nodes, all

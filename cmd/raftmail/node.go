@@ -176,7 +176,7 @@ func initCluster(cfg *nodeConfig, clusterName string, tokenTTL time.Duration, lo
 		return cluster.Token{}, err
 	}
 	cfg.Bootstrap = true
-	rt, err := startRuntime(cfg, log)
+	rt, err := startRuntime(cfg, log, newLifecycle(log))
 	if err != nil {
 		return cluster.Token{}, err
 	}
@@ -217,6 +217,9 @@ type runtime struct {
 	// metrics is the registry the admin API serves (set by serve);
 	// the mail listeners add their connection figures to it.
 	metrics *prometheus.Registry
+	lc      *lifecycle
+	// step is what shutdown is doing, for the log when it takes too long.
+	step shutdownStep
 }
 
 func loadClusterCreds(cfg *nodeConfig) (*cluster.Config, error) {
@@ -244,13 +247,21 @@ func loadClusterCreds(cfg *nodeConfig) (*cluster.Config, error) {
 }
 
 // startRuntime opens the store and starts the cluster node. The admin API
-// is started by serve only.
-func startRuntime(cfg *nodeConfig, log *slog.Logger) (*runtime, error) {
+// is started by serve only. A store or Raft state that fails stops the
+// process through lc.
+func startRuntime(cfg *nodeConfig, log *slog.Logger, lc *lifecycle) (*runtime, error) {
 	cc, err := loadClusterCreds(cfg)
 	if err != nil {
 		return nil, err
 	}
-	store, err := storage.Open(storage.Config{Dir: cfg.storeDir(), Logger: log.With("component", "storage"), ApplyNoSync: true})
+	floorBytes, floorPct, err := cfg.freeSpaceFloor()
+	if err != nil {
+		return nil, err
+	}
+	store, err := storage.Open(storage.Config{
+		Dir: cfg.storeDir(), Logger: log.With("component", "storage"), ApplyNoSync: true,
+		MinFreeBytes: floorBytes, MinFreePercent: floorPct, OnFatal: lc.fatal,
+	})
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", cfg.storeDir(), err)
 	}
@@ -271,6 +282,7 @@ func startRuntime(cfg *nodeConfig, log *slog.Logger) (*runtime, error) {
 	cc.GossipInterval = cfg.GossipInterval.Duration
 	cc.DeadServerGrace = cfg.DeadServerGrace.Duration
 	cc.Logger = log
+	cc.OnFatal = lc.fatal
 	node, err := cluster.New(*cc, store)
 	if err != nil {
 		store.Close()
@@ -280,28 +292,38 @@ func startRuntime(cfg *nodeConfig, log *slog.Logger) (*runtime, error) {
 		store.Close()
 		return nil, err
 	}
-	return &runtime{store: store, node: node, log: log}, nil
+	return &runtime{store: store, node: node, log: log, lc: lc}, nil
 }
 
 // close shuts down in reverse order: mail listeners (letting messages in
-// the middle of a commit finish), admin API, cluster node, store.
-func (rt *runtime) close() {
+// the middle of a commit finish), admin API, cluster node, store, within
+// about defaultShutdownTimeout (nothing bounds the cluster node and the
+// store: serve bounds the whole).
+func (rt *runtime) close() { rt.shutdown(defaultShutdownTimeout) }
+
+// shutdown is close with the mail and admin steps fitted into timeout.
+func (rt *runtime) shutdown(timeout time.Duration) {
 	if rt.mail != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		rt.step.set("mail listeners: sessions in the middle of a commit")
+		ctx, cancel := context.WithTimeout(context.Background(), min(20*time.Second, timeout*2/3))
 		rt.mail.shutdown(ctx)
 		cancel()
 	}
 	if rt.admin != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		rt.step.set("admin API: requests in flight")
+		ctx, cancel := context.WithTimeout(context.Background(), min(5*time.Second, timeout/6))
 		_ = rt.admin.Shutdown(ctx)
 		cancel()
 	}
+	rt.step.set("cluster node: Raft, gossip, cluster port")
 	if err := rt.node.Shutdown(); err != nil {
 		rt.log.Warn("cluster shutdown", "err", err)
 	}
+	rt.step.set("store")
 	if err := rt.store.Close(); err != nil {
 		rt.log.Warn("store close", "err", err)
 	}
+	rt.step.set("done")
 }
 
 func newInitCmd() *cobra.Command {
@@ -357,7 +379,10 @@ func newServeCmd() *cobra.Command {
 		Short: "Run this node",
 		Long: `Run the node whose data directory is --data-dir. A data directory that holds
 no node yet becomes a new one-node cluster, so 'raftmail serve' alone just works.
-Stops cleanly on SIGINT or SIGTERM.
+Stops cleanly on SIGINT or SIGTERM, within --shutdown-timeout (else, or at a
+second signal, it exits 1 and logs what was stuck). Below --min-free-space it
+refuses new mail until space is freed; if a write to its disk fails anyway it
+exits 74 (restart it once the disk has room).
 
 Each mail protocol has two connection caps, per client address and per node
 (--smtp-conn-limit-per-ip, --imap-conn-limit, ...). A client past one is
@@ -401,7 +426,8 @@ func serve(cfg *nodeConfig, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("read admin token: %w", err)
 	}
-	rt, err := startRuntime(cfg, log)
+	lc := newLifecycle(log)
+	rt, err := startRuntime(cfg, log, lc)
 	if err != nil {
 		return err
 	}
@@ -429,20 +455,50 @@ func serve(cfg *nodeConfig, log *slog.Logger) error {
 		return err
 	}
 	rt.mail = mail
-	log.Info("node running", "name", cfg.Name, "cluster", cfg.ClusterAdvertise, "gossip", cfg.GossipAdvertise, "admin", admin.Addr(), "data_dir", cfg.dataDir)
+	lc.setMail(mail)
+	log.Info("node running", "name", cfg.Name, "cluster", cfg.ClusterAdvertise, "gossip", cfg.GossipAdvertise, "admin", admin.Addr(), "data_dir", cfg.dataDir,
+		"space", rt.store.Space().String())
 
-	sig := make(chan os.Signal, 1)
+	sig := make(chan os.Signal, 2)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	select {
 	case s := <-sig:
-		log.Info("stopping", "signal", s.String())
+		log.Info("stopping", "signal", s.String(), "timeout", cfg.shutdownTimeout())
 	case <-left:
-		log.Info("left the cluster; stopping")
+		log.Info("left the cluster; stopping", "timeout", cfg.shutdownTimeout())
+	}
+	if err := stopWithin(rt.shutdown, &rt.step, log, cfg.shutdownTimeout(), sig); err != nil {
+		return err // main exits at once, whatever is still running
 	}
 	signal.Stop(sig)
-	rt.close()
 	log.Info("stopped")
 	return nil
+}
+
+// stopWithin runs the ordered shutdown and returns nil once it finished,
+// or an error (having logged the step it is at and where Raftmail's
+// goroutines are) when timeout passes or another signal arrives on sig
+// first. The caller then exits at once.
+func stopWithin(shutdown func(time.Duration), step *shutdownStep, log *slog.Logger, timeout time.Duration, sig <-chan os.Signal) error {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		shutdown(timeout)
+	}()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-done:
+		return nil
+	case s := <-sig:
+		log.Error("second signal: exiting without finishing the shutdown", "signal", s.String(),
+			"step", step.String(), "running", stuckSummary(12))
+		return fmt.Errorf("stopped by a second %s during shutdown (at: %s)", s, step)
+	case <-t.C:
+		log.Error("shutdown did not finish in time: exiting", "timeout", timeout,
+			"step", step.String(), "running", stuckSummary(12))
+		return fmt.Errorf("shutdown did not finish within %s (--shutdown-timeout; at: %s)", timeout, step)
+	}
 }
 
 func newJoinCmd() *cobra.Command {

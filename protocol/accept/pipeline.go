@@ -374,8 +374,6 @@ func outcomeUnknown(err error) bool {
 	return errors.As(err, &u) && u.OutcomeUnknown()
 }
 
-// isNoSpace reports whether err says a disk is below its free-space floor.
-func isNoSpace(err error) bool {
-	var s interface{ InsufficientStorage() bool }
-	return errors.As(err, &s) && s.InsufficientStorage()
-}
+// isNoSpace reports whether err says a disk is below its free-space floor
+// (this node's, or too many peers').
+func isNoSpace(err error) bool { return errors.Is(err, storage.ErrInsufficientStorage) }

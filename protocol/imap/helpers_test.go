@@ -55,6 +55,9 @@ type envOptions struct {
 	auth    auth.Config
 	config  func(c *Config)                                      // adjusts each node's Config
 	wrap    func(ln net.Listener, implicitTLS bool) net.Listener // wraps each listener
+	// prepare, if not nil, runs once the cluster is formed and before the
+	// servers start (to restart a node on a different store).
+	prepare func(c *clustertest.Cluster)
 }
 
 func newEnv(t testing.TB, o envOptions) *env {
@@ -65,6 +68,9 @@ func newEnv(t testing.TB, o envOptions) *env {
 	c := clustertest.New(t, o.nodes, nil)
 	clustertest.AddUser(t, c.Leader().Node, testUser, testPass)
 	c.WaitConverged()
+	if o.prepare != nil {
+		o.prepare(c)
+	}
 	serverTLS, clientTLS, certPEM := testTLS(t)
 	e := &env{t: t, c: c, clientTLS: clientTLS, certPEM: certPEM}
 	for i, n := range c.Nodes {

@@ -493,6 +493,9 @@ func (s *session) statusData(mb storage.Mailbox, options *imap.StatusOptions) (*
 // then the accept pipeline stores it on a majority and proposes one
 // Deliver. The internal date is the client's, or the command's time.
 func (s *session) Append(mailbox string, r imap.LiteralReader, options *imap.AppendOptions) (*imap.AppendData, error) {
+	if err := s.srv.cfg.Store.CheckSpace(r.Size()); err != nil {
+		return nil, s.storageRefusal(err)
+	}
 	mb, err := s.mailbox(mailbox)
 	if err != nil {
 		if errors.Is(err, errNoMailbox) {

@@ -187,6 +187,9 @@ func (ss *session) Mail(from string, opts *gosmtp.MailOptions) error {
 	} else if sub {
 		return replySenderNotOwned
 	}
+	if err := ss.srv.cfg.Store.CheckSpace(declaredSize(opts)); err != nil {
+		return storageRefusal(err)
+	}
 	ss.Reset()
 	ss.hasFrom, ss.from, ss.utf8 = true, from, utf8
 	ss.helo = ss.gc.Hostname()
