@@ -190,8 +190,8 @@ func statusOf(st []cluster.NodeStatus, name string) (cluster.NodeStatus, bool) {
 func TestE2EDiskFull(t *testing.T) {
 	nodes := []*node{newNode(t, "node1"), newNode(t, "node2"), newNode(t, "node3")}
 	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
-	// 128 MiB: the default floor (1GiB,5%) is 6.4 MiB.
-	mountSmallFS(t, n3.dir, 128<<20)
+	// 512 MiB: the default floor (1GiB,5%) is 25.6 MiB ("26 MiB").
+	mountSmallFS(t, n3.dir, 512<<20)
 	formCluster(t, nodes)
 
 	const user, pass = "full@example.test", "full-Pass-0001"
@@ -243,8 +243,10 @@ func TestE2EDiskFull(t *testing.T) {
 	}
 
 	// 1. The disk of node3 fills to under its floor (something else wrote
-	// to it; 3 MiB are left, under the 6.4 MiB floor).
-	fillFS(t, n3.dir, 3<<20)
+	// to it; 12 MiB are left, under the 25.6 MiB floor: the headroom the
+	// floor keeps for what cannot be refused, the Raft log with the bodies
+	// of small messages, applied entries, Pebble's flushes).
+	fillFS(t, n3.dir, 12<<20)
 	var h ops.Health
 	waitFor(t, clusterTimeout, "node3's /healthz to report the disk", func() (bool, string) {
 		code, hh, err := n3.health()
@@ -255,7 +257,7 @@ func TestE2EDiskFull(t *testing.T) {
 		return code == http.StatusServiceUnavailable && len(h.Problems) > 0, fmt.Sprintf("%d %+v", code, hh)
 	})
 	t.Logf("node3 /healthz: 503 %q", h.Problems)
-	if len(h.Problems) != 1 || !strings.HasPrefix(h.Problems[0], "disk: ") || !strings.Contains(h.Problems[0], "floor 6.4 MiB") {
+	if len(h.Problems) != 1 || !strings.HasPrefix(h.Problems[0], "disk: ") || !strings.Contains(h.Problems[0], "floor 26 MiB") {
 		t.Errorf("node3's health problems %q, want the disk and its floor", h.Problems)
 	}
 
@@ -282,9 +284,14 @@ func TestE2EDiskFull(t *testing.T) {
 	}
 
 	// The other two go on accepting; node3 refuses their blob copies but
-	// applies every entry (metadata is never refused).
+	// applies every entry (metadata is never refused). 64 KiB messages:
+	// the body of a small one travels inside its Raft entry, and every
+	// node stores it when it applies the entry, floor or not.
 	for i := range 20 {
-		mustSendVia(nodes[i%2])
+		if err := send(nodes[i%2], 64<<10); err != nil {
+			_, text := smtpCode(err)
+			t.Fatalf("message through %s: %s", nodes[i%2].name, text)
+		}
 	}
 	waitFor(t, clusterTimeout, "node3 to apply what the others accepted", func() (bool, string) {
 		st, err := n1.status()
