@@ -96,7 +96,7 @@ fuzz:
 		done; \
 	done
 
-run:
+run: build
 	bash scripts/run-local.sh
 
 # Raftmail side by side with Postfix + Dovecot (needs root and
