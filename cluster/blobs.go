@@ -59,32 +59,46 @@ func (n *Node) StoreBlobFrom(ctx context.Context, src storage.BlobSource) error 
 	}
 	need := len(voters)/2 + 1
 	results := make(chan error, len(voters)+1)
+	// Every copy's reader is opened here, before StoreBlobFrom can return:
+	// the source may be released once it has (an SMTP session's spool),
+	// while copies to slow peers go on.
+	open := func() (io.ReadCloser, error) { return src.Open() }
 	copies := 0
-	if _, ok := voters[n.cfg.NodeName]; ok {
-		copies++
+	startLocal := func(counted bool) {
+		rd, err := open()
 		n.wg.Add(1)
 		go func() {
 			defer n.wg.Done()
-			results <- n.storeLocal(src)
+			if err == nil {
+				err = n.storeLocal(src, rd)
+			} else {
+				err = fmt.Errorf("local copy: %w", err)
+			}
+			if counted {
+				results <- err
+			}
 		}()
+	}
+	if _, ok := voters[n.cfg.NodeName]; ok {
+		copies++
+		startLocal(true)
 	} else {
 		// Not a voter (just joined, or removed): a local copy counts for
 		// nothing, but FETCH here is faster with one.
-		n.wg.Add(1)
-		go func() {
-			defer n.wg.Done()
-			_ = n.storeLocal(src)
-		}()
+		startLocal(false)
 	}
 	for id, addr := range voters {
 		if id == n.cfg.NodeName {
 			continue
 		}
 		copies++
+		rd, err := open()
 		n.wg.Add(1)
 		go func() {
 			defer n.wg.Done()
-			err := n.pushBlob(addr, src, blobPushTimeout)
+			if err == nil {
+				err = n.pushBlob(addr, src, rd, blobPushTimeout)
+			}
 			if err != nil {
 				err = fmt.Errorf("%s: %w", id, err)
 			}
@@ -131,12 +145,8 @@ func blobQuorumError(acks, voters, need, full int, last error) error {
 	return fmt.Errorf("%w: blob on %d of %d voters, %d needed: %w", ErrNoQuorum, acks, voters, need, last)
 }
 
-// storeLocal writes the source into the local store.
-func (n *Node) storeLocal(src storage.BlobSource) error {
-	rd, err := src.Open()
-	if err != nil {
-		return fmt.Errorf("local copy: %w", err)
-	}
+// storeLocal writes the source, read from rd, into the local store.
+func (n *Node) storeLocal(src storage.BlobSource, rd io.ReadCloser) error {
 	defer rd.Close()
 	w, err := n.store.NewBlobWriter(src.Hash, src.Size, false)
 	if err != nil {
@@ -159,11 +169,7 @@ func (n *Node) storeLocal(src storage.BlobSource) error {
 
 // pushBlob sends the source to the peer at addr: inline when it fits in one
 // chunk, else as a stream.
-func (n *Node) pushBlob(addr string, src storage.BlobSource, timeout time.Duration) error {
-	rd, err := src.Open()
-	if err != nil {
-		return err
-	}
+func (n *Node) pushBlob(addr string, src storage.BlobSource, rd io.ReadCloser, timeout time.Duration) error {
 	defer rd.Close()
 	req := blobPutRequest{hash: src.Hash, size: src.Size, streamed: src.Size > storage.BlobChunkSize}
 	if !req.streamed {

@@ -129,7 +129,7 @@ func (n *Node) serveJoin(c net.Conn) {
 	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
 	w := bufio.NewWriter(c)
 	defer w.Flush()
-	req, err := readRequest(bufio.NewReader(c))
+	req, err := readRequestLimit(bufio.NewReader(c), maxJoinPayload)
 	if err != nil {
 		n.log.Warn("join: bad request", "peer", peer, "err", err)
 		if errors.Is(err, errVersion) {

@@ -112,9 +112,18 @@ func writeRequest(w *bufio.Writer, m method, timeout time.Duration, payload []by
 	return err
 }
 
+// maxJoinPayload bounds a join request, read before the peer is
+// authenticated.
+const maxJoinPayload = 64 << 10
+
 // readRequest reads one request. A request of another version is
 // errVersion (the caller answers codeVersion and closes).
 func readRequest(r *bufio.Reader) (*rpcRequest, error) {
+	return readRequestLimit(r, maxPayload)
+}
+
+// readRequestLimit is readRequest for a payload of at most limit bytes.
+func readRequestLimit(r *bufio.Reader, limit uint32) (*rpcRequest, error) {
 	var h [10]byte
 	if _, err := io.ReadFull(r, h[:1]); err != nil {
 		return nil, err
@@ -126,7 +135,7 @@ func readRequest(r *bufio.Reader) (*rpcRequest, error) {
 		return nil, err
 	}
 	n := binary.BigEndian.Uint32(h[6:])
-	if n > maxPayload {
+	if n > limit {
 		return nil, fmt.Errorf("%w: payload of %d bytes", errFrame, n)
 	}
 	req := &rpcRequest{method: method(h[1]), timeout: time.Duration(binary.BigEndian.Uint32(h[2:])) * time.Millisecond}

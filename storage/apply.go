@@ -64,7 +64,15 @@ func (s *Store) ApplyBatch(es []Entry) []Result {
 	b := s.db.NewIndexedBatch()
 	defer b.Close()
 	var changes []Change
-	var wanted []Hash
+	var wanted, swept []Hash
+	// The blobs this batch deletes stay locked against writers until the
+	// batch is committed (a writer that looked meanwhile would see the
+	// blob still there, skip writing it, and lose it to the commit).
+	defer func() {
+		for _, h := range swept {
+			s.unlockBlob(h)
+		}
+	}()
 	for i, e := range es {
 		if e.Index <= applied {
 			continue
@@ -74,6 +82,7 @@ func (s *Store) ApplyBatch(es []Entry) []Result {
 		applied = e.Index
 		changes = append(changes, t.changes...)
 		wanted = append(wanted, t.wanted...)
+		swept = append(swept, t.swept...)
 	}
 	if applied == start {
 		return results
@@ -99,6 +108,7 @@ type tx struct {
 	seq     uint64 // mailboxes created by this entry
 	changes []Change
 	wanted  []Hash // blobs this entry marked wanted
+	swept   []Hash // blobs this entry deletes, locked until the commit
 }
 
 type handler func(t *tx) (any, error)
@@ -239,12 +249,13 @@ func (t *tx) sweepBlobs() {
 		t.del(kv.k)
 		t.del(blobGarbIdxKey(h))
 		t.del(wantedKey(h))
-		if t.s.blobBusy(h) {
-			// Being stored again right now (the same body arrived):
-			// the writer's copy stays, and the Deliver that follows
-			// references it.
+		if t.s.blobPinned(h) || !t.s.tryLockBlob(h) {
+			// Being stored again, or stored again moments ago, for a
+			// Deliver that has not been applied yet (the same body
+			// arrived): the copy stays, and that Deliver references it.
 			continue
 		}
+		t.swept = append(t.swept, h)
 		t.del(blobKey(h))
 		t.del(headerKey(h))
 		if lo, hi := chunkBounds(h); t.hasPrefix(lo[:1+len(h)]) {
@@ -369,6 +380,7 @@ func (t *tx) incref(h Hash) {
 	}
 	n++
 	t.set(blobRefKey(h), be64(n))
+	t.s.unpinBlob(h) // referenced now: the sweep no longer targets it
 	if n == 1 && !t.exists(blobKey(h)) {
 		t.set(wantedKey(h), nil)
 		t.wanted = append(t.wanted, h)

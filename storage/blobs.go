@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -206,10 +207,16 @@ func (w *BlobWriter) Commit() error {
 		w.abortLocked()
 		return w.fail(err)
 	}
+	if garbage, err := w.s.hasKey(blobGarbIdxKey(w.h)); err == nil && garbage {
+		// Stored again while unreferenced and due for the sweep: keep
+		// it until the Deliver it is stored for references it.
+		w.s.pinBlob(w.h)
+	}
 	return nil
 }
 
 func (w *BlobWriter) fail(err error) error {
+	w.abortLocked()
 	w.err = fmt.Errorf("storage: put blob %s: %w", w.h, err)
 	return w.err
 }
@@ -290,12 +297,51 @@ func (s *Store) unlockBlob(h Hash) {
 	s.blobs.Unlock()
 }
 
-// blobBusy reports whether a writer holds h.
-func (s *Store) blobBusy(h Hash) bool {
+// tryLockBlob holds h if no writer does.
+func (s *Store) tryLockBlob(h Hash) bool {
 	s.blobs.Lock()
 	defer s.blobs.Unlock()
-	_, ok := s.blobs.writing[h]
-	return ok
+	if _, busy := s.blobs.writing[h]; busy {
+		return false
+	}
+	s.blobs.writing[h] = make(chan struct{})
+	return true
+}
+
+// blobPinTime is how long a blob stays safe from the sweep after a writer
+// stored it (or found it stored), unless a Deliver references it sooner:
+// longer than a proposer retries that Deliver.
+const blobPinTime = 10 * time.Minute
+
+// pinBlob records that h was just stored for a Deliver to come.
+func (s *Store) pinBlob(h Hash) {
+	now := time.Now()
+	s.blobs.Lock()
+	defer s.blobs.Unlock()
+	s.blobs.pinned[h] = now
+	if len(s.blobs.pinned) > 1024 && now.Sub(s.blobs.pruned) > time.Minute {
+		for k, at := range s.blobs.pinned {
+			if now.Sub(at) > blobPinTime {
+				delete(s.blobs.pinned, k)
+			}
+		}
+		s.blobs.pruned = now
+	}
+}
+
+// unpinBlob ends h's pin: a Deliver references it.
+func (s *Store) unpinBlob(h Hash) {
+	s.blobs.Lock()
+	delete(s.blobs.pinned, h)
+	s.blobs.Unlock()
+}
+
+// blobPinned reports whether h was stored within blobPinTime.
+func (s *Store) blobPinned(h Hash) bool {
+	s.blobs.Lock()
+	defer s.blobs.Unlock()
+	at, ok := s.blobs.pinned[h]
+	return ok && time.Since(at) < blobPinTime
 }
 
 // OpenBlob returns a reader of blob h, chunk by chunk from one consistent

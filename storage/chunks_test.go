@@ -262,3 +262,34 @@ func TestDeliverInlineBody(t *testing.T) {
 		t.Fatalf("%d blobs missing after an inline deliver", n)
 	}
 }
+
+// TestSweepSparesBlobStoredAgain: a body stored again (for a Deliver not
+// yet applied) after its last reference went is not swept meanwhile.
+func TestSweepSparesBlobStoredAgain(t *testing.T) {
+	h := newHarness(t)
+	h.setup()
+	data := bigMessage(BlobChunkSize+40<<10, 9)
+	bh := Hash(sha256.Sum256(data))
+	tgt := []DeliverTarget{{Account: "a@example.test", Mailbox: "INBOX"}}
+	if err := h.s.PutBlob(bh, data); err != nil {
+		t.Fatal(err)
+	}
+	var res DeliverResult
+	if err := h.ok(CmdDeliver, Deliver{Blob: bh, Size: int64(len(data)), Targets: tgt}).Decode(&res); err != nil {
+		t.Fatal(err)
+	}
+	h.ok(CmdExpunge, Expunge{MailboxID: res.Placed[0].MailboxID, UIDs: []uint32{res.Placed[0].UID}})
+	// The same body arrives again: stored (found stored), its Deliver
+	// still to come when the sweep's time is reached.
+	if err := h.s.PutBlob(bh, data); err != nil {
+		t.Fatal(err)
+	}
+	h.afterGrace()
+	if got, err := h.s.Blob(bh); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("blob stored again was swept: %d bytes, %v", len(got), err)
+	}
+	h.ok(CmdDeliver, Deliver{Blob: bh, Size: int64(len(data)), Targets: tgt})
+	if _, n, _ := h.s.MissingBlobs(10); n != 0 {
+		t.Fatalf("%d blobs missing", n)
+	}
+}

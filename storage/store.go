@@ -115,11 +115,15 @@ type Store struct {
 		m map[*Subscription]struct{}
 	}
 
-	// blobs holds the hashes being written by a BlobWriter: one writer
-	// per hash at a time (its channel is closed when it is done).
+	// blobs holds the hashes being written by a BlobWriter, or being
+	// deleted by an applied batch: one at a time per hash (the channel is
+	// closed when it is done); and the hashes written lately (pinned
+	// against the sweep until their Deliver is applied).
 	blobs struct {
 		sync.Mutex
 		writing map[Hash]chan struct{}
+		pinned  map[Hash]time.Time
+		pruned  time.Time
 	}
 }
 
@@ -182,6 +186,7 @@ func Open(cfg Config) (*Store, error) {
 	s.wait.ch = make(chan struct{})
 	s.subs.m = make(map[*Subscription]struct{})
 	s.blobs.writing = make(map[Hash]chan struct{})
+	s.blobs.pinned = make(map[Hash]time.Time)
 	if err := s.dropOrphanChunks(); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("storage: drop unfinished blobs: %w", err)

@@ -55,7 +55,7 @@ type Config struct {
 	MaxHeaderBytes int
 	// SpoolMemoryMessage: a message up to this size stays in memory
 	// while the node-wide budget allows; 0 = DefaultSpoolMemoryMessage
-	// (1 MiB).
+	// (4 MiB).
 	SpoolMemoryMessage int
 	// SpoolMemory is the node-wide budget of message bytes held in
 	// memory by spools; past it, messages go to spool files. 0 =
@@ -316,7 +316,7 @@ func (p *Pipeline) Deliver(ctx context.Context, cmd storage.Command, readBack bo
 func (p *Pipeline) Commit(ctx context.Context, m Message, build func(Stored) (storage.Deliver, error)) (storage.Result, Outcome, error) {
 	var st Stored
 	var inline []byte
-	if size := m.Size(); size <= int64(p.cfg.InlineBody) {
+	if size := m.Size(); size > 0 && size <= int64(p.cfg.InlineBody) {
 		var err error
 		if inline, err = m.bytes(size); err != nil {
 			return storage.Result{}, TempFail, err

@@ -161,3 +161,29 @@ func TestCommitInline(t *testing.T) {
 		}
 	}
 }
+
+// TestCommitEmpty: an empty message (APPEND of {0}) is stored like any
+// other, not inline.
+func TestCommitEmpty(t *testing.T) {
+	c := clustertest.New(t, 1, nil)
+	n := c.Nodes[0]
+	clustertest.AddUser(t, n.Node, "empty@example.test", "pw")
+	p, err := accept.New(accept.Config{Cluster: n.Node, SpoolDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st accept.Stored
+	res, out, err := p.CommitBytes(context.Background(), nil, time.Time{}, func(s accept.Stored) (storage.Deliver, error) {
+		st = s
+		return storage.Deliver{Blob: s.Hash, Size: s.Size, Targets: []storage.DeliverTarget{{Account: "empty@example.test"}}}, nil
+	})
+	if out != accept.Accepted || res.Err() != nil {
+		t.Fatalf("%v %v %v", out, err, res.Err())
+	}
+	if got, err := n.Store.Blob(st.Hash); err != nil || len(got) != 0 {
+		t.Fatalf("empty blob: %q, %v", got, err)
+	}
+	if _, missing, _ := n.Store.MissingBlobs(1); missing != 0 {
+		t.Fatalf("%d blobs missing", missing)
+	}
+}

@@ -282,8 +282,9 @@ func (r *spoolReader) Close() error {
 	return nil
 }
 
-// Close ends the spool: its memory, file and budgets are released once no
-// reader is left.
+// Close ends the spool: the message no longer counts as in flight from an
+// unauthenticated sender, and its memory and file are released once no
+// reader is left (copies to slow peers may still be reading it).
 func (s *Spool) Close() {
 	s.mu.Lock()
 	if s.mu.closed {
@@ -292,7 +293,12 @@ func (s *Spool) Close() {
 	}
 	s.mu.closed = true
 	last := s.mu.readers == 0
+	flight := s.flightHeld
+	s.flightHeld = 0
 	s.mu.Unlock()
+	if flight > 0 {
+		s.p.releaseFlight(flight)
+	}
 	if last {
 		s.release()
 	}
@@ -312,8 +318,11 @@ func (s *Spool) release() {
 		_ = s.f.Close()
 		s.f = nil
 	}
-	if s.flightHeld > 0 {
-		s.p.releaseFlight(s.flightHeld)
-		s.flightHeld = 0
+	s.mu.Lock()
+	flight := s.flightHeld
+	s.flightHeld = 0
+	s.mu.Unlock()
+	if flight > 0 {
+		s.p.releaseFlight(flight)
 	}
 }

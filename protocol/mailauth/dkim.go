@@ -206,6 +206,14 @@ func SignDKIMMessage(header []byte, body io.Reader, domain string, keys []DKIMKe
 	hk := headerKeys(fields)
 	signers := make([]*dkim.Signer, 0, len(keys))
 	ws := make([]io.Writer, 0, len(keys))
+	// Every signer runs a goroutine until it is closed: close each one
+	// whatever happens.
+	closed := 0
+	defer func() {
+		for _, sg := range signers[closed:] {
+			_ = sg.Close()
+		}
+	}()
 	for _, k := range keys {
 		signer, err := k.Signer()
 		if err != nil {
@@ -222,33 +230,27 @@ func SignDKIMMessage(header []byte, body io.Reader, domain string, keys []DKIMKe
 		if !now.IsZero() {
 			opts.Expiration = now.Add(DKIMSignatureLifetime)
 		}
-		s, err := dkim.NewSigner(opts)
+		sg, err := dkim.NewSigner(opts)
 		if err != nil {
 			return nil, fmt.Errorf("mailauth: dkim sign with %q: %w", k.Selector, err)
 		}
-		signers = append(signers, s)
-		ws = append(ws, s)
-	}
-	closeAll := func() {
-		for _, s := range signers {
-			_ = s.Close()
-		}
+		signers = append(signers, sg)
+		ws = append(ws, sg)
 	}
 	w := io.MultiWriter(ws...)
 	if _, err := w.Write(header); err != nil {
-		closeAll()
 		return nil, fmt.Errorf("mailauth: dkim sign: %w", err)
 	}
 	if _, err := io.Copy(w, body); err != nil {
-		closeAll()
 		return nil, fmt.Errorf("mailauth: dkim sign: %w", err)
 	}
 	var out []byte
-	for i, s := range signers {
-		if err := s.Close(); err != nil {
+	for i, sg := range signers {
+		closed = i + 1
+		if err := sg.Close(); err != nil {
 			return nil, fmt.Errorf("mailauth: dkim sign with %q: %w", keys[i].Selector, err)
 		}
-		out = append(out, s.Signature()...)
+		out = append(out, sg.Signature()...)
 	}
 	return out, nil
 }
