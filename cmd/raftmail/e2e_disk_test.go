@@ -285,8 +285,8 @@ func TestE2EDiskFull(t *testing.T) {
 
 	// The other two go on accepting; node3 refuses their blob copies but
 	// applies every entry (metadata is never refused). 64 KiB messages:
-	// the body of a small one travels inside its Raft entry, and every
-	// node stores it when it applies the entry, floor or not.
+	// their bodies are stored ahead of their Deliver whatever the
+	// pipeline's InlineBody.
 	for i := range 20 {
 		if err := send(nodes[i%2], 64<<10); err != nil {
 			_, text := smtpCode(err)

@@ -35,7 +35,7 @@ const (
 	DefaultSpoolMemoryMessage = 4 << 20
 	DefaultSpoolMemory        = 64 << 20
 	DefaultUnauthInFlight     = 512 << 20
-	DefaultInlineBody         = 32 << 10
+	DefaultInlineBody         = -1
 )
 
 // Config configures a Pipeline.
@@ -68,9 +68,10 @@ type Config struct {
 	UnauthInFlight int64
 	// InlineBody: a message up to this size travels inside its Deliver
 	// entry (storage.Deliver.Body) instead of being stored on a majority
-	// first, which saves a round of RPCs and fsyncs per message. 0 =
-	// DefaultInlineBody (32 KiB); negative = never; at most
-	// storage.MaxInlineBody.
+	// first, which saves a round of RPCs and fsyncs per message but puts
+	// the body through the Raft log of every node. 0 = DefaultInlineBody
+	// (never: measured slower, see DESIGN.md "Accepting a message");
+	// negative = never; at most storage.MaxInlineBody.
 	InlineBody int
 	// Logger; nil discards.
 	Logger *slog.Logger
@@ -309,9 +310,9 @@ func (p *Pipeline) Deliver(ctx context.Context, cmd storage.Command, readBack bo
 
 // Commit stores the message, builds the delivery for the stored body
 // with build, and proposes it: the whole accept path after the message
-// was received and checked. A message of at most Config.InlineBody bytes
-// is not stored first: it travels inside the Deliver entry
-// (storage.Deliver.Body), durable in the Raft log of a majority once
+// was received and checked. With Config.InlineBody, a message of at most
+// that many bytes is not stored first: it travels inside the Deliver
+// entry (storage.Deliver.Body), durable in the Raft log of a majority once
 // committed.
 func (p *Pipeline) Commit(ctx context.Context, m Message, build func(Stored) (storage.Deliver, error)) (storage.Result, Outcome, error) {
 	var st Stored
