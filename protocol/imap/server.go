@@ -24,7 +24,7 @@ import (
 // is 0: 50 MiB.
 const DefaultAppendLimit = 50 << 20
 
-// defaultWriteTimeout bounds one write (StoreBlob, Propose) when the
+// defaultWriteTimeout bounds one write (an APPEND's commit, a Propose) when the
 // cluster gives none.
 const defaultWriteTimeout = 15 * time.Second
 

@@ -138,7 +138,7 @@ func (s *session) internal(op string, err error) error {
 	return errUnavailable
 }
 
-// writeFailed maps a Propose or StoreBlob error: an unknown outcome closes
+// writeFailed maps a Propose or APPEND commit error: an unknown outcome closes
 // the connection with BYE (the client must not be told "not done" for what
 // may be done); anything else is a clean temporary failure.
 func (s *session) writeFailed(op string, err error) error {

@@ -9,7 +9,7 @@ import (
 )
 
 // storageRefusal maps a refusal of the local store (Store.CheckSpace) or
-// of the blob write (Cluster.StoreBlob): below the free-space floor here
+// of the blob write (the accept pipeline): below the free-space floor here
 // or on too many peers is 452 4.3.1 (RFC 3463: insufficient system
 // storage; RFC 5321 allows 452 for MAIL and DATA), so the client retries
 // later or through another MX; anything else is the generic 451.
