@@ -2,7 +2,6 @@ package main
 
 import (
 	"errors"
-	"fmt"
 	"strconv"
 	"strings"
 )
@@ -33,7 +32,7 @@ func parseByteSize(s string) (byteSize, error) {
 	}
 	n, err := strconv.ParseInt(t, 10, 64)
 	if err != nil || n < 0 {
-		return 0, fmt.Errorf("%q: want a size such as 50MiB, 512MB or 1048576", s)
+		return 0, errors.New("want a size such as 50MiB, 512MB or 1048576")
 	}
 	if n > 0 && mult > (1<<62)/n {
 		return 0, errors.New("size too large")
