@@ -215,6 +215,25 @@ func (n *Node) FetchBlob(ctx context.Context, h storage.Hash) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
+// OpenBlob returns a reader of blob h, chunk by chunk: from the local
+// store, else after copying it from a peer into the local store. When the
+// local store refuses the copy (below its free-space floor) the blob is
+// read from the peer into memory instead. The caller must close it.
+func (n *Node) OpenBlob(ctx context.Context, h storage.Hash) (io.ReadCloser, error) {
+	r, err := n.store.OpenBlob(h)
+	if err == nil || !errors.Is(err, storage.ErrNotFound) {
+		return r, err
+	}
+	var buf bytes.Buffer
+	if err := n.fetchBlob(ctx, h, &buf); err != nil {
+		return nil, err
+	}
+	if r, err := n.store.OpenBlob(h); err == nil {
+		return r, nil
+	}
+	return io.NopCloser(bytes.NewReader(buf.Bytes())), nil
+}
+
 // fetchBlob copies blob h from a peer that holds it into the local store,
 // and into also (if not nil) whether or not the local copy could be
 // written.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"sync"
 	"testing"
@@ -507,5 +508,18 @@ func TestBigBlobStreams(t *testing.T) {
 	}
 	if !other.Store.HasBlob(h) {
 		t.Fatal("fetched blob not kept")
+	}
+	// OpenBlob streams it, from a peer when the local copy is gone.
+	if err := other.Store.DropBlob(h); err != nil {
+		t.Fatal(err)
+	}
+	r, err := other.Node.OpenBlob(ctx, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err = io.ReadAll(r)
+	r.Close()
+	if err != nil || !bytes.Equal(got, body) {
+		t.Fatalf("open from a peer: %d bytes, %v", len(got), err)
 	}
 }

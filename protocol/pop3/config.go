@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"io"
 	"log/slog"
 	"time"
 
@@ -18,8 +19,9 @@ type Cluster interface {
 	// applied it. An error with an OutcomeUnknown() bool method reporting
 	// true means the command may have been committed.
 	Propose(ctx context.Context, cmd storage.Command) (uint64, storage.Result, error)
-	// FetchBlob returns a blob from the local store, else from a peer.
-	FetchBlob(ctx context.Context, h storage.Hash) ([]byte, error)
+	// OpenBlob returns a reader of a blob, from the local store, else
+	// from a peer. The caller closes it.
+	OpenBlob(ctx context.Context, h storage.Hash) (io.ReadCloser, error)
 }
 
 // Defaults for zero Config fields.

@@ -210,3 +210,80 @@ func writeMessage(w *bufio.Writer, msg []byte, bodyLines int) error {
 	_, err := w.WriteString(".\r\n")
 	return err
 }
+
+// writeMessageFrom is writeMessage for a message read from r, as a stream:
+// the same bytes on the wire, without holding the message (a line at a
+// time, or a buffer's worth of a longer line).
+func writeMessageFrom(w *bufio.Writer, r io.Reader, bodyLines int) error {
+	return writeMessageFromSize(w, r, bodyLines, 32<<10)
+}
+
+func writeMessageFromSize(w *bufio.Writer, r io.Reader, bodyLines, bufSize int) error {
+	br := bufio.NewReaderSize(r, bufSize)
+	inBody, sent := false, 0
+	lineStart := true  // nothing of the current line written yet
+	pendingCR := false // a CR that ended a segment: dropped if the line ends there
+	data := func(p []byte) {
+		if len(p) == 0 {
+			return
+		}
+		if lineStart && p[0] == '.' {
+			w.WriteByte('.')
+		}
+		w.Write(p)
+		lineStart = false
+	}
+	endLine := func() {
+		if inBody {
+			sent++
+		} else if lineStart {
+			inBody = true
+		}
+		w.WriteString("\r\n")
+		lineStart = true
+	}
+	for {
+		if lineStart && !pendingCR && inBody && bodyLines >= 0 && sent >= bodyLines {
+			break
+		}
+		seg, err := br.ReadSlice('\n')
+		if len(seg) > 0 {
+			end := seg[len(seg)-1] == '\n'
+			content := seg
+			if end {
+				content = seg[:len(seg)-1]
+				switch {
+				case len(content) > 0 && content[len(content)-1] == '\r':
+					content = content[:len(content)-1]
+				case len(content) == 0 && pendingCR:
+					pendingCR = false // the held CR was the line's end
+				}
+			}
+			if pendingCR {
+				// The held CR is inside the line after all.
+				data([]byte{'\r'})
+				pendingCR = false
+			}
+			if !end && len(content) > 0 && content[len(content)-1] == '\r' {
+				content = content[:len(content)-1]
+				pendingCR = true
+			}
+			data(content)
+			if end {
+				endLine()
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			if !lineStart || pendingCR {
+				// A last line without LF (a trailing CR is its end).
+				endLine()
+			}
+			break
+		}
+		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
+			return err
+		}
+	}
+	_, err := w.WriteString(".\r\n")
+	return err
+}

@@ -666,7 +666,7 @@ const blobTimeout = time.Minute
 func (ss *session) sendMessage(i int, bodyLines int) {
 	m := &ss.drop.msgs[i]
 	ctx, cancel := context.WithTimeout(ss.ctx, blobTimeout)
-	data, err := ss.srv.cfg.Cluster.FetchBlob(ctx, m.blob)
+	body, err := ss.srv.cfg.Cluster.OpenBlob(ctx, m.blob)
 	cancel()
 	if err != nil {
 		if _, merr := ss.srv.cfg.Store.Message(ss.drop.mailboxID, m.uid); errors.Is(merr, storage.ErrNotFound) {
@@ -677,12 +677,19 @@ func (ss *session) sendMessage(i int, bodyLines int) {
 		ss.reply("-ERR [SYS/TEMP] Message temporarily unavailable, try again later")
 		return
 	}
+	defer body.Close()
 	if bodyLines < 0 {
 		ss.reply(fmt.Sprintf("+OK %d octets", m.size))
 	} else {
 		ss.reply("+OK Top of message follows")
 	}
-	_ = writeMessage(ss.w, data, bodyLines)
+	// Streamed, a line at a time: a big message is never held whole.
+	if err := writeMessageFrom(ss.w, body, bodyLines); err != nil {
+		// Cut off inside the message, after +OK: closing the connection is
+		// the only true answer left (the client retries; nothing is lost).
+		ss.log.Warn("pop3 read message", "mailbox", "INBOX", "uid", m.uid, "err", err)
+		ss.forceClose()
+	}
 }
 
 // quit answers QUIT; in the TRANSACTION state it first commits the
