@@ -1,7 +1,6 @@
 package storage
 
 import (
-	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -318,14 +317,6 @@ func (t *tx) deliver() (any, error) {
 	if len(p.Targets) == 0 && p.Remote == nil {
 		return nil, fmt.Errorf("deliver: no targets: %w", ErrInvalid)
 	}
-	if len(p.Body) > 0 {
-		switch {
-		case int64(len(p.Body)) != p.Size || len(p.Body) > MaxInlineBody:
-			return nil, fmt.Errorf("deliver: inline body of %d bytes, size %d: %w", len(p.Body), p.Size, ErrInvalid)
-		case Hash(sha256.Sum256(p.Body)) != p.Blob:
-			return nil, fmt.Errorf("deliver: inline body does not match its hash: %w", ErrCorrupt)
-		}
-	}
 	type target struct {
 		account string
 		mailbox uint64
@@ -389,9 +380,6 @@ func (t *tx) deliver() (any, error) {
 		}
 	}
 
-	if len(p.Body) > 0 {
-		t.storeInlineBody(p.Blob, p.Body)
-	}
 	res := DeliverResult{Placed: make([]Placed, 0, len(targets))}
 	for _, tg := range targets {
 		date := t.cmd.Time
@@ -571,19 +559,4 @@ func (t *tx) copyMove(p Copy, move bool) (any, error) {
 		t.addUsage(dst.Account, size)
 	}
 	return res, nil
-}
-
-// storeInlineBody stores a Deliver's inline body as blob h, in the applied
-// batch, unless this node already holds it. Node-local, like every blob:
-// what differs between nodes here (whether the blob was already stored)
-// touches nothing replicated.
-func (t *tx) storeInlineBody(h Hash, body []byte) {
-	if t.exists(blobKey(h)) {
-		return
-	}
-	t.set(blobKey(h), body)
-	if hdr, ok := MessageHeader(body); ok {
-		t.set(headerKey(h), hdr)
-	}
-	t.del(wantedKey(h))
 }

@@ -258,19 +258,12 @@ func headerOf(first []byte, whole bool) ([]byte, bool) {
 	if whole {
 		return MessageHeader(first)
 	}
-	hdr, ok := MessageHeader(first)
-	if !ok || len(hdr) == len(first) && !endsHeader(hdr) {
+	end := HeaderEnd(first, 0)
+	if end < 0 || end > MaxStoredHeader {
 		// No empty line in the first chunk: the header goes on.
 		return nil, false
 	}
-	return hdr, true
-}
-
-// endsHeader reports whether hdr, as returned by MessageHeader, ends with
-// the empty line that closes a header.
-func endsHeader(hdr []byte) bool {
-	return bytes.HasSuffix(hdr, []byte("\n\n")) || bytes.HasSuffix(hdr, []byte("\n\r\n")) ||
-		string(hdr) == "\n" || string(hdr) == "\r\n"
+	return first[:end], true
 }
 
 // lockBlob waits until no other writer holds h, then holds it.
@@ -484,33 +477,44 @@ const MaxStoredHeader = 64 << 10
 // whole message, since a header parser stops at that line. ok is false
 // above MaxStoredHeader.
 func MessageHeader(data []byte) (hdr []byte, ok bool) {
-	end := len(data)
-	switch {
-	case bytes.HasPrefix(data, []byte("\n")):
-		return data[:1], true
-	case bytes.HasPrefix(data, []byte("\r\n")):
-		return data[:2], true
-	}
-	for i := 0; i < len(data); {
-		j := bytes.IndexByte(data[i:], '\n')
-		if j < 0 {
-			break
-		}
-		next := i + j + 1 // start of the next line
-		if next < len(data) && data[next] == '\n' {
-			end = next + 1
-			break
-		}
-		if next+1 < len(data) && data[next] == '\r' && data[next+1] == '\n' {
-			end = next + 2
-			break
-		}
-		i = next
+	end := HeaderEnd(data, 0)
+	if end < 0 {
+		end = len(data)
 	}
 	if end > MaxStoredHeader {
 		return nil, false
 	}
 	return data[:end], true
+}
+
+// HeaderEnd returns the offset just past the empty line (CRLF or bare LF)
+// that ends the header at the start of b, or -1 if b holds none (yet): a
+// CR at the very end of b may be the start of that line. A caller that
+// reads a message in pieces passes from, where the previous call's search
+// may resume (a few bytes before the end of what it saw), so the scan is
+// not repeated.
+func HeaderEnd(b []byte, from int) int {
+	switch {
+	case bytes.HasPrefix(b, []byte("\n")):
+		return 1
+	case bytes.HasPrefix(b, []byte("\r\n")):
+		return 2
+	}
+	for i := from; i < len(b); {
+		j := bytes.IndexByte(b[i:], '\n')
+		if j < 0 {
+			return -1
+		}
+		next := i + j + 1 // start of the next line
+		if next < len(b) && b[next] == '\n' {
+			return next + 1
+		}
+		if next+1 < len(b) && b[next] == '\r' && b[next+1] == '\n' {
+			return next + 2
+		}
+		i = next
+	}
+	return -1
 }
 
 // BlobHeader returns the stored header of blob h (MessageHeader), or

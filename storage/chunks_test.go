@@ -237,32 +237,6 @@ func TestCrashInsideBlobWrite(t *testing.T) {
 	}
 }
 
-// TestDeliverInlineBody: a Deliver that carries its body stores it as the
-// blob on apply; a body that does not match its hash or size is refused
-// and changes nothing.
-func TestDeliverInlineBody(t *testing.T) {
-	h := newHarness(t)
-	h.setup()
-	body := []byte("Subject: inline\r\n\r\nsmall\r\n")
-	bh := Hash(sha256.Sum256(body))
-	tgt := []DeliverTarget{{Account: "a@example.test", Mailbox: "INBOX"}}
-	wantErr(t, h.apply(CmdDeliver, Deliver{Blob: bh, Size: int64(len(body)), Body: []byte("Subject: INLINE\r\n\r\nsmall\r\n"), Targets: tgt}), ErrCorrupt)
-	wantErr(t, h.apply(CmdDeliver, Deliver{Blob: bh, Size: int64(len(body)) + 1, Body: body, Targets: tgt}), ErrInvalid)
-	if h.s.HasBlob(bh) {
-		t.Fatal("refused inline body stored")
-	}
-	h.ok(CmdDeliver, Deliver{Blob: bh, Size: int64(len(body)), Body: body, Targets: tgt})
-	if got, err := h.s.Blob(bh); err != nil || !bytes.Equal(got, body) {
-		t.Fatalf("blob after an inline deliver: %q, %v", got, err)
-	}
-	if hdr, err := h.s.BlobHeader(bh); err != nil || string(hdr) != "Subject: inline\r\n\r\n" {
-		t.Fatalf("header after an inline deliver: %q, %v", hdr, err)
-	}
-	if _, n, _ := h.s.MissingBlobs(10); n != 0 {
-		t.Fatalf("%d blobs missing after an inline deliver", n)
-	}
-}
-
 // TestSweepSparesBlobStoredAgain: a body stored again (for a Deliver not
 // yet applied) after its last reference went is not swept meanwhile.
 func TestSweepSparesBlobStoredAgain(t *testing.T) {

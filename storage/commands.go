@@ -271,18 +271,7 @@ type Deliver struct {
 	// InternalDate is the IMAP internal date of the placed messages (an
 	// APPEND's date argument); zero means the command's time.
 	InternalDate time.Time `json:",omitzero"`
-	// Body is the message itself when it is small (at most MaxInlineBody
-	// bytes): it travels in the Raft entry, durable in the log of a
-	// majority once committed, instead of being stored on a majority
-	// first, and Apply stores it as the blob on every node. Empty: the
-	// blob was stored beforehand. A node that does not know the field
-	// applies the rest and fetches the blob as a missing one.
-	Body []byte `json:",omitempty"`
 }
-
-// MaxInlineBody bounds Deliver.Body. Every byte of it is kept in the Raft
-// log of every node until the log is compacted behind a snapshot.
-const MaxInlineBody = 64 << 10
 
 // Placed is where Deliver put a message.
 type Placed struct {

@@ -284,9 +284,7 @@ func TestE2EDiskFull(t *testing.T) {
 	}
 
 	// The other two go on accepting; node3 refuses their blob copies but
-	// applies every entry (metadata is never refused). 64 KiB messages:
-	// their bodies are stored ahead of their Deliver whatever the
-	// pipeline's InlineBody.
+	// applies every entry (metadata is never refused).
 	for i := range 20 {
 		if err := send(nodes[i%2], 64<<10); err != nil {
 			_, text := smtpCode(err)

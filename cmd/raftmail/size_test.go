@@ -3,7 +3,7 @@ package main
 import "testing"
 
 func TestByteSize(t *testing.T) {
-	for in, want := range map[string]int64{"0": 0, "1048576": 1 << 20, "50MiB": 50 << 20, "50 MiB": 50 << 20, "512mb": 512e6, "1G": 1 << 30, "3KiB": 3 << 10, "7B": 7} {
+	for in, want := range map[string]int64{"0": 0, "1048576": 1 << 20, "50MiB": 50 << 20, "50 MiB": 50 << 20, "512mb": 512 << 20, "1G": 1 << 30, "3KiB": 3 << 10, "7B": 7} {
 		got, err := parseByteSize(in)
 		if err != nil || int64(got) != want {
 			t.Errorf("%q: %d, %v; want %d", in, got, err, want)

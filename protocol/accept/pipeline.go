@@ -35,7 +35,6 @@ const (
 	DefaultSpoolMemoryMessage = 4 << 20
 	DefaultSpoolMemory        = 64 << 20
 	DefaultUnauthInFlight     = 512 << 20
-	DefaultInlineBody         = -1
 )
 
 // Config configures a Pipeline.
@@ -66,13 +65,6 @@ type Config struct {
 	// past it a sender is told to try later (ErrBusy). 0 =
 	// DefaultUnauthInFlight (512 MiB); negative = no budget.
 	UnauthInFlight int64
-	// InlineBody: a message up to this size travels inside its Deliver
-	// entry (storage.Deliver.Body) instead of being stored on a majority
-	// first, which saves a round of RPCs and fsyncs per message but puts
-	// the body through the Raft log of every node. 0 = DefaultInlineBody
-	// (never: measured slower, see DESIGN.md "Accepting a message");
-	// negative = never; at most storage.MaxInlineBody.
-	InlineBody int
 	// Logger; nil discards.
 	Logger *slog.Logger
 }
@@ -114,12 +106,6 @@ func New(cfg Config) (*Pipeline, error) {
 	}
 	if cfg.UnauthInFlight == 0 {
 		cfg.UnauthInFlight = DefaultUnauthInFlight
-	}
-	if cfg.InlineBody == 0 {
-		cfg.InlineBody = DefaultInlineBody
-	}
-	if cfg.InlineBody > storage.MaxInlineBody {
-		return nil, fmt.Errorf("accept: config: InlineBody %d over storage.MaxInlineBody", cfg.InlineBody)
 	}
 	if cfg.SpoolDir == "" {
 		cfg.SpoolDir = os.TempDir()
@@ -310,31 +296,16 @@ func (p *Pipeline) Deliver(ctx context.Context, cmd storage.Command, readBack bo
 
 // Commit stores the message, builds the delivery for the stored body
 // with build, and proposes it: the whole accept path after the message
-// was received and checked. With Config.InlineBody, a message of at most
-// that many bytes is not stored first: it travels inside the Deliver
-// entry (storage.Deliver.Body), durable in the Raft log of a majority once
-// committed.
+// was received and checked.
 func (p *Pipeline) Commit(ctx context.Context, m Message, build func(Stored) (storage.Deliver, error)) (storage.Result, Outcome, error) {
-	var st Stored
-	var inline []byte
-	if size := m.Size(); size > 0 && size <= int64(p.cfg.InlineBody) {
-		var err error
-		if inline, err = m.bytes(size); err != nil {
-			return storage.Result{}, TempFail, err
-		}
-		st = Stored{Hash: storage.Hash(sha256.Sum256(inline)), Size: size}
-	} else {
-		var out Outcome
-		var err error
-		if st, out, err = p.Store(ctx, m); out != Accepted {
-			return storage.Result{}, out, err
-		}
+	st, out, err := p.Store(ctx, m)
+	if out != Accepted {
+		return storage.Result{}, out, err
 	}
 	d, err := build(st)
 	if err != nil {
 		return storage.Result{}, TempFail, err
 	}
-	d.Body = inline
 	cmd, err := storage.NewCommand(storage.CmdDeliver, d)
 	if err != nil {
 		return storage.Result{}, TempFail, err
@@ -343,20 +314,6 @@ func (p *Pipeline) Commit(ctx context.Context, m Message, build func(Stored) (st
 		cmd.Time = m.Time.UTC()
 	}
 	return p.Deliver(ctx, cmd, m.ReadBack)
-}
-
-// bytes reads the whole stored message (size bytes).
-func (m Message) bytes(size int64) ([]byte, error) {
-	r, err := m.open()
-	if err != nil {
-		return nil, err
-	}
-	defer r.Close()
-	b := make([]byte, size)
-	if _, err := io.ReadFull(r, b); err != nil {
-		return nil, fmt.Errorf("accept: read spool: %w", err)
-	}
-	return b, nil
 }
 
 // CommitBytes is Commit for a message held whole in memory (a bounce),

@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -113,57 +111,8 @@ func TestCommitOverQuota(t *testing.T) {
 	}
 }
 
-// countingCluster counts the blobs stored ahead of a Deliver.
-type countingCluster struct {
-	accept.Cluster
-	stored atomic.Int32
-}
-
-func (c *countingCluster) StoreBlobFrom(ctx context.Context, src storage.BlobSource) error {
-	c.stored.Add(1)
-	return c.Cluster.StoreBlobFrom(ctx, src)
-}
-
-// TestCommitInline: a small message travels inside its Deliver entry (no
-// blob stored first) and every node stores it when it applies the entry; a
-// message just over the threshold is stored first.
-func TestCommitInline(t *testing.T) {
-	c := clustertest.New(t, 3, nil)
-	clustertest.AddUser(t, c.Leader().Node, "small@example.test", "pw")
-	cc := &countingCluster{Cluster: c.Follower().Node}
-	p, err := accept.New(accept.Config{Cluster: cc, SpoolDir: t.TempDir(), InlineBody: 1000})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, size := range []int{900, 1100} {
-		msg := []byte("Subject: small\r\n\r\n" + strings.Repeat("x", size-18))
-		var st accept.Stored
-		res, out, err := p.CommitBytes(context.Background(), msg, time.Time{}, func(s accept.Stored) (storage.Deliver, error) {
-			st = s
-			return storage.Deliver{Blob: s.Hash, Size: s.Size, Targets: []storage.DeliverTarget{{Account: "small@example.test"}}}, nil
-		})
-		if out != accept.Accepted || res.Err() != nil {
-			t.Fatalf("size %d: %v %v %v", size, out, err, res.Err())
-		}
-		wantStored := int32(0)
-		if size > 1000 {
-			wantStored = 1
-		}
-		if got := cc.stored.Swap(0); got != wantStored {
-			t.Fatalf("size %d: %d blobs stored ahead, want %d", size, got, wantStored)
-		}
-		c.WaitConverged()
-		for _, n := range c.Nodes {
-			got, err := n.Store.Blob(st.Hash)
-			if err != nil || !bytes.Equal(got, msg) {
-				t.Fatalf("size %d on %s: %d bytes, %v", size, n.Name, len(got), err)
-			}
-		}
-	}
-}
-
 // TestCommitEmpty: an empty message (APPEND of {0}) is stored like any
-// other, not inline.
+// other.
 func TestCommitEmpty(t *testing.T) {
 	c := clustertest.New(t, 1, nil)
 	n := c.Nodes[0]

@@ -7,6 +7,8 @@ import (
 	"io"
 	"os"
 	"sync"
+
+	"github.com/raftmail/raftmail/storage"
 )
 
 // Errors of a Spool's Write. After either, the spool keeps counting what
@@ -170,7 +172,7 @@ func (s *Spool) trackHeader(p []byte) {
 		s.head = append(s.head, p...)
 		buf = s.head
 	}
-	if end := headerEnd(buf, s.scanFrom); end >= 0 {
+	if end := storage.HeaderEnd(buf, s.scanFrom); end >= 0 {
 		s.hdrEnd = end
 		if s.f != nil {
 			s.head = s.head[:end]
@@ -178,35 +180,6 @@ func (s *Spool) trackHeader(p []byte) {
 		return
 	}
 	s.scanFrom = max(0, len(buf)-3)
-}
-
-// headerEnd returns the offset just past the empty line that ends the
-// header in b (scanning from about from), or -1.
-func headerEnd(b []byte, from int) int {
-	if bytes.HasPrefix(b, []byte("\r\n")) {
-		return 2
-	}
-	if bytes.HasPrefix(b, []byte("\n")) {
-		return 1
-	}
-	for i := from; i < len(b); {
-		j := bytes.IndexByte(b[i:], '\n')
-		if j < 0 {
-			return -1
-		}
-		next := i + j + 1
-		if next < len(b) && b[next] == '\n' {
-			return next + 1
-		}
-		if next+1 < len(b) && b[next] == '\r' && b[next+1] == '\n' {
-			return next + 2
-		}
-		if next+1 == len(b) && b[next] == '\r' {
-			return -1 // CR at the end: wait for what follows
-		}
-		i = next
-	}
-	return -1
 }
 
 // Size is how many bytes were written, including those over a limit.

@@ -95,7 +95,7 @@ func FuzzReadLine(f *testing.F) {
 		}
 		var buf bytes.Buffer
 		w := bufio.NewWriter(&buf)
-		if err := writeMessage(w, []byte(in), -1); err != nil {
+		if err := writeMessageFrom(w, strings.NewReader(in), -1); err != nil {
 			t.Fatal(err)
 		}
 		w.Flush()

@@ -176,44 +176,13 @@ func readLine(r *bufio.Reader, max int) (string, error) {
 	}
 }
 
-// writeMessage writes a message body for RETR or TOP (RFC 1939 section 3):
-// every line ends in CRLF (a bare LF becomes CRLF, a missing final line end
-// is added), lines starting with "." get another ".", and the terminating
-// ".\r\n" follows. bodyLines < 0 sends the whole message; otherwise the
-// header, the blank line after it, and at most bodyLines lines of the body
-// (TOP). A message without a blank line is all header.
-func writeMessage(w *bufio.Writer, msg []byte, bodyLines int) error {
-	inBody := false
-	sent := 0
-	for len(msg) > 0 {
-		if inBody && bodyLines >= 0 && sent >= bodyLines {
-			break
-		}
-		var line []byte
-		if i := bytes.IndexByte(msg, '\n'); i >= 0 {
-			line, msg = msg[:i], msg[i+1:]
-		} else {
-			line, msg = msg, nil
-		}
-		line = bytes.TrimSuffix(line, []byte("\r"))
-		if inBody {
-			sent++
-		} else if len(line) == 0 {
-			inBody = true
-		}
-		if len(line) > 0 && line[0] == '.' {
-			w.WriteByte('.')
-		}
-		w.Write(line)
-		w.WriteString("\r\n")
-	}
-	_, err := w.WriteString(".\r\n")
-	return err
-}
-
-// writeMessageFrom is writeMessage for a message read from r, as a stream:
-// the same bytes on the wire, without holding the message (a line at a
-// time, or a buffer's worth of a longer line).
+// writeMessageFrom writes a message read from r for RETR or TOP, a line
+// at a time (or a buffer's worth of a longer line), never holding it
+// whole: every line ends in CRLF (a bare LF becomes CRLF, a missing final
+// line end is added), lines starting with "." get another ".", and the
+// terminating ".\r\n" follows. bodyLines < 0 sends the whole message;
+// otherwise the header, the blank line after it, and at most bodyLines
+// lines of the body (TOP). A message without a blank line is all header.
 func writeMessageFrom(w *bufio.Writer, r io.Reader, bodyLines int) error {
 	return writeMessageFromSize(w, r, bodyLines, 32<<10)
 }

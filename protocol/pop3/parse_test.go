@@ -119,6 +119,14 @@ func TestWriteMessage(t *testing.T) {
 	} {
 		var buf bytes.Buffer
 		w := bufio.NewWriter(&buf)
+		if err := writeMessageFrom(w, strings.NewReader(tc.msg), tc.lines); err != nil {
+			t.Fatal(err)
+		}
+		w.Flush()
+		if buf.String() != tc.want {
+			t.Errorf("writeMessageFrom(%q, %d) = %q, want %q", tc.msg, tc.lines, buf.String(), tc.want)
+		}
+		buf.Reset()
 		if err := writeMessage(w, []byte(tc.msg), tc.lines); err != nil {
 			t.Fatal(err)
 		}
@@ -127,4 +135,41 @@ func TestWriteMessage(t *testing.T) {
 			t.Errorf("writeMessage(%q, %d) = %q, want %q", tc.msg, tc.lines, buf.String(), tc.want)
 		}
 	}
+}
+
+// writeMessage is the whole-message form of writeMessageFrom, kept as the
+// oracle the streaming writer is fuzzed against (FuzzWriteMessageFrom). It
+// writes a message body for RETR or TOP (RFC 1939 section 3):
+// every line ends in CRLF (a bare LF becomes CRLF, a missing final line end
+// is added), lines starting with "." get another ".", and the terminating
+// ".\r\n" follows. bodyLines < 0 sends the whole message; otherwise the
+// header, the blank line after it, and at most bodyLines lines of the body
+// (TOP). A message without a blank line is all header.
+func writeMessage(w *bufio.Writer, msg []byte, bodyLines int) error {
+	inBody := false
+	sent := 0
+	for len(msg) > 0 {
+		if inBody && bodyLines >= 0 && sent >= bodyLines {
+			break
+		}
+		var line []byte
+		if i := bytes.IndexByte(msg, '\n'); i >= 0 {
+			line, msg = msg[:i], msg[i+1:]
+		} else {
+			line, msg = msg, nil
+		}
+		line = bytes.TrimSuffix(line, []byte("\r"))
+		if inBody {
+			sent++
+		} else if len(line) == 0 {
+			inBody = true
+		}
+		if len(line) > 0 && line[0] == '.' {
+			w.WriteByte('.')
+		}
+		w.Write(line)
+		w.WriteString("\r\n")
+	}
+	_, err := w.WriteString(".\r\n")
+	return err
 }

@@ -262,13 +262,7 @@ func (f *faultyCluster) StoreBlobFrom(ctx context.Context, src storage.BlobSourc
 // directory.
 func testPipeline(t testing.TB, c accept.Cluster) *accept.Pipeline {
 	t.Helper()
-	return testPipelineConfig(t, accept.Config{Cluster: c})
-}
-
-func testPipelineConfig(t testing.TB, cfg accept.Config) *accept.Pipeline {
-	t.Helper()
-	cfg.SpoolDir, cfg.Logger = t.TempDir(), clustertest.Logger()
-	p, err := accept.New(cfg)
+	p, err := accept.New(accept.Config{Cluster: c, SpoolDir: t.TempDir(), Logger: clustertest.Logger()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/raftmail/raftmail/cluster/clustertest"
-	"github.com/raftmail/raftmail/protocol/accept"
 	"github.com/raftmail/raftmail/protocol/auth"
 	"github.com/raftmail/raftmail/storage"
 )
@@ -481,11 +480,7 @@ func TestSMTP(t *testing.T) {
 		for _, tc := range tests {
 			t.Run(tc.name, func(t *testing.T) {
 				fc := &faultyCluster{Node: e.node, blobErr: tc.blobErr, proposeErr: tc.proposeErr}
-				// Every body stored ahead of its Deliver (none inline), so
-				// that a failed blob store is reached.
-				srv, addr := e.server(t, ModeMX, func(c *Config) {
-					c.Accept = testPipelineConfig(t, accept.Config{Cluster: fc, InlineBody: -1})
-				})
+				srv, addr := e.server(t, ModeMX, func(c *Config) { c.Accept = testPipeline(t, fc) })
 				c := dial(t, addr)
 				c.cmd("EHLO client.example", "250 ")
 				c.cmd("MAIL FROM:<a@remote.example>", "250 ")
