@@ -108,9 +108,28 @@ func (n *Node) StoreBlobFrom(ctx context.Context, src storage.BlobSource) error 
 	acks := 0
 	full := 0 // copies refused for lack of disk space
 	var errs []error
-	for done := 0; done < copies; done++ {
+	// A node cut off from the others (no leader for NoLeaderTimeout) will
+	// not reach a majority: say so instead of waiting for copies to peers
+	// whose connections neither answer nor fail.
+	var cutOff <-chan time.Time
+	since, changed := n.leaders.leaderless()
+	armCutOff := func() {
+		cutOff = nil
+		if !since.IsZero() {
+			cutOff = time.After(n.cfg.NoLeaderTimeout - time.Since(since))
+		}
+	}
+	armCutOff()
+	for done := 0; done < copies; {
 		select {
+		case <-changed:
+			since, changed = n.leaders.leaderless()
+			armCutOff()
+			continue
+		case <-cutOff:
+			return blobQuorumError(acks, len(voters), need, full, fmt.Errorf("no leader for %s", n.cfg.NoLeaderTimeout))
 		case err := <-results:
+			done++
 			if err == nil {
 				acks++
 				if acks >= need {

@@ -70,6 +70,7 @@ type Node struct {
 	events    *gossipEvents
 
 	logHealth logHealth
+	leaders   *leaderWatch // fires when this node's view of the leader changes
 
 	reconcileKick chan struct{}
 	repairKick    chan struct{}
@@ -98,6 +99,7 @@ func New(cfg Config, store *storage.Store) (*Node, error) {
 		repairKick:    make(chan struct{}, 1),
 		stop:          make(chan struct{}),
 		ready:         make(chan struct{}),
+		leaders:       newLeaderWatch(),
 	}
 	n.mu.deadSince = make(map[string]time.Time)
 	return n, nil
@@ -220,6 +222,7 @@ func (n *Node) startRaft(dir string) error {
 		return fmt.Errorf("cluster: start raft: %w", err)
 	}
 	n.raft = r
+	n.watchLeader()
 	return nil
 }
 

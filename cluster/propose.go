@@ -125,12 +125,16 @@ func (n *Node) proposeOnce(ctx context.Context, data []byte) (idx uint64, res st
 	if n.raft.State() == raft.Leader {
 		return n.applyLocal(ctx, data)
 	}
+	changed := n.leaders.changed()
 	leaderAddr, _ := n.raft.LeaderWithID()
 	if leaderAddr == "" {
 		return 0, res, false, errNoLeader
 	}
 	timeout := time.Until(deadlineOf(ctx))
-	out, err := n.rpc.call(string(leaderAddr), methodApply, data, timeout)
+	// The forward is abandoned when the leader changes: the old one may be
+	// cut off and never answer (see leaderWatch); the retry goes to the
+	// new leader with the same command ID.
+	out, err := n.rpc.callAbort(string(leaderAddr), methodApply, data, timeout, changed)
 	if err != nil {
 		var re *rpcError
 		switch {

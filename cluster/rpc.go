@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -402,48 +403,104 @@ func (c *rpcClient) put(addr string, rc *rpcConn) {
 // error is an *rpcError. The connection goes back to the pool only after
 // a complete exchange.
 func (c *rpcClient) exchange(addr string, timeout time.Duration, send func(w *bufio.Writer) error, recv func(r *bufio.Reader) error) error {
+	return c.exchangeAbort(addr, timeout, nil, send, recv)
+}
+
+// exchangeAbort is exchange that also ends, with errAborted (wrapping
+// errSent once the request may have been written), when abort is closed.
+func (c *rpcClient) exchangeAbort(addr string, timeout time.Duration, abort <-chan struct{}, send func(w *bufio.Writer) error, recv func(r *bufio.Reader) error) error {
 	if timeout <= 0 {
 		return fmt.Errorf("cluster rpc to %s: %w", addr, errDeadline)
 	}
-	rc, err := c.get(addr, timeout)
+	// A peer that is cut off does not refuse a connection, it drops the
+	// packets: the dial would wait for all of the caller's time.
+	rc, err := c.get(addr, min(timeout, rpcDialTimeout))
 	if err != nil {
 		return err
 	}
 	_ = rc.c.SetDeadline(time.Now().Add(timeout))
+	var aborted atomic.Bool
+	var stopWatch func()
+	if abort != nil {
+		done := make(chan struct{})
+		watching := make(chan struct{})
+		go func() {
+			defer close(watching)
+			select {
+			case <-abort:
+				aborted.Store(true)
+				_ = rc.c.SetDeadline(time.Unix(1, 0))
+			case <-done:
+			}
+		}()
+		stopWatch = func() { close(done); <-watching }
+	}
+	reuse, err := exchangeOn(rc, send, recv)
+	if stopWatch != nil {
+		stopWatch()
+		if aborted.Load() {
+			// The deadline was moved: the connection is not reusable.
+			_ = rc.c.Close()
+			if err == nil {
+				return nil
+			}
+			if errors.Is(err, errSent) {
+				return fmt.Errorf("%w: %w", errSent, errAborted)
+			}
+			return errAborted
+		}
+	}
+	if reuse {
+		_ = rc.c.SetDeadline(time.Time{})
+		c.put(addr, rc)
+	} else {
+		_ = rc.c.Close()
+	}
+	return err
+}
+
+// rpcDialTimeout bounds connecting to a peer: within a cluster's network a
+// connection is made in milliseconds or not at all.
+const rpcDialTimeout = 2 * time.Second
+
+// errAborted: the caller gave up on the exchange (its abort channel closed).
+var errAborted = errors.New("cluster rpc: abandoned by the caller")
+
+// exchangeOn runs one exchange on rc and says whether rc can be reused.
+func exchangeOn(rc *rpcConn, send func(w *bufio.Writer) error, recv func(r *bufio.Reader) error) (reuse bool, err error) {
 	err = send(rc.w)
 	if err == nil {
 		err = rc.w.Flush()
 	}
 	if err != nil {
-		_ = rc.c.Close()
 		var se errSource
 		if errors.As(err, &se) {
 			// The request is incomplete, so the peer does nothing with it.
-			return err
+			return false, err
 		}
-		return fmt.Errorf("%w: %w", errSent, err)
+		return false, fmt.Errorf("%w: %w", errSent, err)
 	}
 	if err := recv(rc.r); err != nil {
 		var re *rpcError
 		if errors.As(err, &re) {
-			_ = rc.c.SetDeadline(time.Time{})
-			c.put(addr, rc)
-			return err
+			return true, err
 		}
-		_ = rc.c.Close()
-		return fmt.Errorf("%w: %w", errSent, err)
+		return false, fmt.Errorf("%w: %w", errSent, err)
 	}
-	_ = rc.c.SetDeadline(time.Time{})
-	c.put(addr, rc)
-	return nil
+	return true, nil
 }
 
 var errDeadline = errors.New("deadline already passed")
 
 // call sends one request with payload and returns the response payload.
 func (c *rpcClient) call(addr string, m method, payload []byte, timeout time.Duration) ([]byte, error) {
+	return c.callAbort(addr, m, payload, timeout, nil)
+}
+
+// callAbort is call that gives up when abort is closed (see exchangeAbort).
+func (c *rpcClient) callAbort(addr string, m method, payload []byte, timeout time.Duration, abort <-chan struct{}) ([]byte, error) {
 	var out []byte
-	err := c.exchange(addr, timeout,
+	err := c.exchangeAbort(addr, timeout, abort,
 		func(w *bufio.Writer) error { return writeRequest(w, m, timeout, payload) },
 		func(r *bufio.Reader) error {
 			var err error
