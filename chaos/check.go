@@ -67,6 +67,10 @@ type CheckResult struct {
 //     fault windows only; see index.epoch.) An expunge that raced a STORE
 //     that may have removed \Deleted from the same UID is not counted:
 //     storage re-checks \Deleted when it applies UID EXPUNGE.
+//   - liveness: see checkLiveness and LivenessBounds: the majority side of
+//     a fault takes mail within 3 s from any moment of the fault, every
+//     node within 5 s from any moment before the first fault and after a
+//     heal (by default).
 //   - convergence: every node reachable and read back without error, with
 //     the same applied index and state hash, no missing blobs, a voter,
 //     gossip "alive"; at most one leader per term in the samples; a
@@ -79,6 +83,7 @@ func Check(h History) []CheckResult {
 		checkNoDuplicates(h, ix),
 		checkUIDStability(h, ix),
 		checkConvergence(h, ix),
+		checkLiveness(h),
 	}
 }
 
@@ -1032,9 +1037,13 @@ type Summary struct {
 	// fault window (start to heal, or to the end of the run if never
 	// healed) answered OK; -1 if no send started during a fault.
 	AckShareDuringFault float64 `json:"ack_share_during_fault"`
-	// FailoverMillis: from the first fault's start to the earliest end of
-	// an OK send that started after it; -1 if none.
+	// FailoverMillis: from the first fault's effect until every node on
+	// its majority side had answered 250 to a send started after it; -1
+	// if there is no majority side or one of its nodes never did.
 	FailoverMillis int64 `json:"failover_ms"`
+	// Windows: every node's unavailability around every fault (see
+	// Window and the liveness invariant).
+	Windows []Window `json:"windows,omitempty"`
 	// ConvergeMillis: from the last heal to the end of the canary, if it
 	// was answered OK; -1 otherwise.
 	ConvergeMillis int64 `json:"converge_ms"`
@@ -1061,12 +1070,6 @@ func Summarize(h History, results []CheckResult) Summary {
 			s.Pass = false
 		}
 	}
-	var firstFault time.Time
-	for _, f := range h.Faults {
-		if firstFault.IsZero() || f.Start.Before(firstFault) {
-			firstFault = f.Start
-		}
-	}
 	inFault := func(t time.Time) bool {
 		for _, f := range h.Faults {
 			if !t.Before(f.Start) && (f.Heal.IsZero() || !t.After(f.Heal)) {
@@ -1077,7 +1080,6 @@ func Summarize(h History, results []CheckResult) Summary {
 	}
 	var lat []float64
 	var faultSends, faultOK int
-	var failover time.Time
 	for _, op := range h.Ops {
 		if op.Kind != OpSend {
 			continue
@@ -1100,15 +1102,13 @@ func Summarize(h History, results []CheckResult) Summary {
 				faultOK++
 			}
 		}
-		if op.Outcome == OK && !firstFault.IsZero() && !op.Start.Before(firstFault) && (failover.IsZero() || op.End.Before(failover)) {
-			failover = op.End
-		}
 	}
 	if faultSends > 0 {
 		s.AckShareDuringFault = float64(faultOK) / float64(faultSends)
 	}
-	if !failover.IsZero() {
-		s.FailoverMillis = failover.Sub(firstFault).Milliseconds()
+	s.Windows = livenessWindows(h)
+	if first := firstFaultName(h); first != "" {
+		s.FailoverMillis = failoverOf(s.Windows, first)
 	}
 	if heal := lastHeal(h); !heal.IsZero() && h.Canary != nil && h.Canary.Outcome == OK {
 		s.ConvergeMillis = h.Canary.End.Sub(heal).Milliseconds()

@@ -119,7 +119,7 @@ func resultOf(rs []CheckResult, inv string) CheckResult {
 
 func TestCheckCleanRunPasses(t *testing.T) {
 	rs := Check(cleanHistory())
-	want := []string{InvNoLostAck, InvNoPhantom, InvNoDuplicates, InvUIDStability, InvConvergence}
+	want := []string{InvNoLostAck, InvNoPhantom, InvNoDuplicates, InvUIDStability, InvConvergence, InvLiveness}
 	if len(rs) != len(want) {
 		t.Fatalf("got %d results, want %d", len(rs), len(want))
 	}
@@ -583,8 +583,11 @@ func TestSummarize(t *testing.T) {
 		Attempts: 8, Acked: 5, Temp4xx: 1, Perm5xx: 1, Unknown: 1,
 		// Started in [2000ms, 2500ms]: ops 4 (451), 5 (unknown), 11 (OK).
 		AckShareDuringFault: 1.0 / 3,
-		FailoverMillis:      300,  // fault at 2000, op 11 ends at 2300
-		ConvergeMillis:      1200, // heal at 2500, canary ends at 3700
+		// Every send went to n1, the node the fault hit: no majority
+		// side was measured.
+		FailoverMillis: -1,
+		Windows:        livenessWindows(h),
+		ConvergeMillis: 1200, // heal at 2500, canary ends at 3700
 		// OK latencies 10, 20, 50, 10, 100 ms.
 		P50Millis: 20, P99Millis: 100,
 		Results: rs,
@@ -592,7 +595,7 @@ func TestSummarize(t *testing.T) {
 	if !reflect.DeepEqual(s, want) {
 		t.Fatalf("Summarize:\n%+v\nwant\n%+v", s, want)
 	}
-	const line = "PASS clean seed=7 sends=8 ok=5 4xx=1 5xx=1 unknown=1 during-fault=0.33 failover=300ms converge=1.2s p50=20ms p99=100ms"
+	const line = "PASS clean seed=7 sends=8 ok=5 4xx=1 5xx=1 unknown=1 during-fault=0.33 failover=n/a converge=1.2s p50=20ms p99=100ms"
 	if got := s.Line(); got != line {
 		t.Errorf("Line:\n%s\nwant\n%s", got, line)
 	}

@@ -11,8 +11,9 @@
 //
 //	history.go   what was recorded: operations, faults, samples, final state
 //	check.go     the invariants, pure functions of a History
+//	liveness.go  the liveness invariant: per node and phase, the longest wait for a 250
 //	report.go    JSON, one summary line per scenario, a self-contained HTML page
 //	launcher*.go starting, killing, pausing, partitioning nodes
-//	traffic.go   SMTP senders and IMAP sessions that record every operation
+//	traffic.go   SMTP senders, liveness probes and IMAP sessions that record every operation
 //	scenario.go  warm-up, fault, heal, read-back, check
 package chaos

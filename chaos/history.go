@@ -51,6 +51,7 @@ type Op struct {
 	Rcpt     string `json:"rcpt,omitempty"`      // recipient account (after alias resolution)
 	Remote   bool   `json:"remote,omitempty"`    // recipient outside the cluster: lands in the outbound queue
 	Via      string `json:"via,omitempty"`       // "mx" or "submission"
+	Probe    bool   `json:"probe,omitempty"`     // a liveness probe (see TrafficConfig.Probe)
 
 	// IMAP operations.
 	Account     string   `json:"account,omitempty"`
@@ -72,9 +73,20 @@ type Msg struct {
 // Fault is one injected fault: when it started and when it was healed.
 type Fault struct {
 	Name   string    `json:"name"`
-	Target string    `json:"target,omitempty"` // node(s) it hit
+	Target string    `json:"target,omitempty"` // node(s) it hit; "" = all of them
 	Start  time.Time `json:"start"`
+	// Effect is when the fault took effect (the partition was in place,
+	// the process was dead); zero = Start. Liveness is measured from it.
+	Effect time.Time `json:"effect,omitzero"`
 	Heal   time.Time `json:"heal"`
+}
+
+// effect is when f took effect.
+func (f Fault) effect() time.Time {
+	if !f.Effect.IsZero() {
+		return f.Effect
+	}
+	return f.Start
 }
 
 // Sample is one node's Raft view at a moment (polled during the run).
@@ -125,6 +137,9 @@ type History struct {
 	// Canary is the send made after healing to prove the cluster accepts
 	// mail again (Convergence requires it within 30s).
 	Canary *Op `json:"canary,omitempty"`
+	// Liveness holds the bounds the liveness invariant checks; zero
+	// fields are the defaults (DefaultLiveness).
+	Liveness LivenessBounds `json:"liveness,omitzero"`
 }
 
 // Recorder collects operations from concurrent clients. Safe for

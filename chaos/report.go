@@ -117,8 +117,12 @@ type scenarioView struct {
 	Counts      []kv
 	Results     []CheckResult
 	Faults      []faultView
+	Windows     []windowView
 	Charts      []chartView
 }
+
+// windowView is one node's unavailability in one phase (see Window).
+type windowView struct{ Node, Phase, Fault, Side, First, Worst, Bound, Verdict string }
 
 type kv struct{ K, V string }
 
@@ -219,6 +223,17 @@ func scenarioOf(i int, r Run, file string) scenarioView {
 			fv.Length = f.Heal.Sub(f.Start).Round(time.Millisecond).String()
 		}
 		sv.Faults = append(sv.Faults, fv)
+	}
+	for _, w := range s.Windows {
+		wv := windowView{Node: w.Node, Phase: w.Phase, Fault: w.Fault, Side: w.Side,
+			First: fmtMillis(w.FirstMillis), Worst: fmtMillis(w.WorstMillis), Bound: "-", Verdict: "ok"}
+		if w.BoundMillis > 0 {
+			wv.Bound = fmtMillis(w.BoundMillis)
+		}
+		if !w.Pass {
+			wv.Verdict = "FAIL"
+		}
+		sv.Windows = append(sv.Windows, wv)
 	}
 	sv.Charts = timelineCharts(h, base)
 	return sv
@@ -537,6 +552,14 @@ svg line.legend { stroke-width: 3; }
 <tr><td>{{.Name}}</td><td>{{.Target}}</td><td>{{.Start}}</td><td>{{.Heal}}</td><td>{{.Length}}</td></tr>
 {{- end}}
 </table>{{else}}<p>None.</p>{{end}}
+<h3>Liveness</h3>
+<p>Per node and phase: the first 250 of a send started after the phase began, and the longest wait for a 250 from any moment of the phase (the liveness invariant holds it to the bound).</p>
+{{if .Windows}}<table>
+<tr><th>node</th><th>phase</th><th>fault</th><th>side</th><th>first 250</th><th>longest wait</th><th>bound</th><th></th></tr>
+{{- range .Windows}}
+<tr><td>{{.Node}}</td><td>{{.Phase}}</td><td>{{.Fault}}</td><td>{{.Side}}</td><td>{{.First}}</td><td>{{.Worst}}</td><td>{{.Bound}}</td><td>{{.Verdict}}</td></tr>
+{{- end}}
+</table>{{else}}<p>No sends were measured.</p>{{end}}
 <h3>Timeline</h3>
 {{range .Charts}}{{template "chart" .}}{{end}}
 </section>

@@ -302,6 +302,7 @@ func Scenarios() []Scenario {
 				if err := c.Partition(leader); err != nil {
 					return f, err
 				}
+				f.Effect = time.Now()
 				if err := wait(ctx, e.Hold); err != nil {
 					_ = c.Heal()
 					return f, err
@@ -425,6 +426,9 @@ type RunOptions struct {
 	// Traffic adjusts the traffic of every scenario (Nodes, Accounts and
 	// Seed are set by RunScenarios).
 	Traffic TrafficConfig
+	// Liveness sets the bounds of the liveness invariant; zero fields are
+	// DefaultLiveness.
+	Liveness LivenessBounds
 	// Logf receives progress lines; nil = none.
 	Logf func(format string, args ...any)
 }
@@ -515,7 +519,7 @@ func scenarioError(h History, err error) Run {
 
 // runScenario runs one scenario on a fresh cluster.
 func runScenario(ctx context.Context, l Launcher, sc Scenario, opts RunOptions) Run {
-	h := History{Scenario: sc.Name, Seed: opts.Seed, Start: time.Now()}
+	h := History{Scenario: sc.Name, Seed: opts.Seed, Start: time.Now(), Liveness: opts.Liveness}
 	logf := func(format string, args ...any) { opts.Logf(sc.Name+": "+format, args...) }
 	ctx, cancel := context.WithTimeout(ctx, 3*opts.Duration+10*time.Minute)
 	defer cancel()

@@ -111,7 +111,15 @@ func TestScenarioSmoke(t *testing.T) {
 				t.Skipf("not on this backend: %s", reason)
 			}
 			for _, r := range run.Results {
-				if !r.Pass {
+				switch {
+				case r.Pass:
+				case r.Invariant == InvLiveness:
+					// Liveness bounds are times, and a loaded test
+					// machine misses them: `raftmail chaos run` (make
+					// chaos, and .ci/run's partition runs) holds the
+					// cluster to them; here they are reported.
+					t.Logf("liveness (reported, not held in go test): %v", r.Examples)
+				default:
 					t.Errorf("%s: %d violations: %v", r.Invariant, r.Violations, r.Examples)
 				}
 			}

@@ -180,6 +180,12 @@ type TrafficConfig struct {
 	Timeout time.Duration
 	// Pause is each client's pause between operations; 0 = 20ms.
 	Pause time.Duration
+	// Probe is how often a liveness probe starts on each node: an MX send
+	// to that node alone (no fallback), in a goroutine of its own, so that
+	// sends hanging on a node do not stop new ones from starting (at most
+	// 16 in flight per node). 0 = 250ms, <0 = no probes. Probes are
+	// ordinary sends to the checker, marked Op.Probe.
+	Probe time.Duration
 	// IDPrefix starts every chaos ID (lower-case letters, digits and
 	// '-'); "" = "c" and 6 hex digits derived from Seed.
 	IDPrefix string
@@ -213,6 +219,9 @@ func (cfg *TrafficConfig) defaults() error {
 	if cfg.Pause == 0 {
 		cfg.Pause = 20 * time.Millisecond
 	}
+	if cfg.Probe == 0 {
+		cfg.Probe = 250 * time.Millisecond
+	}
 	if cfg.IDPrefix == "" {
 		cfg.IDPrefix = fmt.Sprintf("c%06x", uint64(cfg.Seed)*0x9E3779B97F4A7C15>>40)
 	}
@@ -221,7 +230,8 @@ func (cfg *TrafficConfig) defaults() error {
 
 // Traffic runs SMTP senders and IMAP sessions against a cluster and
 // records every operation in a Recorder. Client numbers: 0 is the
-// scenario itself (Send), 1..Senders the senders, then the IMAP sessions.
+// scenario itself (Send), 1..Senders the senders, then the IMAP sessions,
+// then one per node for its probes.
 type Traffic struct {
 	cfg     TrafficConfig
 	rec     *Recorder
@@ -257,6 +267,12 @@ func StartTraffic(ctx context.Context, cfg TrafficConfig, rec *Recorder) (*Traff
 	for i := range max(cfg.IMAPClients, 0) {
 		t.wg.Add(1)
 		go t.imapSessions(max(cfg.Senders, 0) + i + 1)
+	}
+	if cfg.Probe > 0 {
+		for i, n := range cfg.Nodes {
+			t.wg.Add(1)
+			go t.prober(max(cfg.Senders, 0)+max(cfg.IMAPClients, 0)+i+1, n)
+		}
 	}
 	return t, nil
 }
@@ -365,6 +381,43 @@ func (t *Traffic) sender(client int) {
 	}
 }
 
+// maxProbesInFlight bounds the probes hanging on one node.
+const maxProbesInFlight = 16
+
+// prober starts a probe send to node every Probe, each on its own
+// goroutine, until the traffic stops.
+func (t *Traffic) prober(client int, node NodeInfo) {
+	defer t.wg.Done()
+	rng := t.rng(client)
+	sem := make(chan struct{}, maxProbesInFlight)
+	var probes sync.WaitGroup
+	defer probes.Wait()
+	tick := time.NewTicker(t.cfg.Probe)
+	defer tick.Stop()
+	for {
+		select {
+		case <-tick.C:
+		case <-t.stop:
+			return
+		case <-t.ctx.Done():
+			return
+		}
+		select {
+		case sem <- struct{}{}:
+		default:
+			continue // as many hanging as allowed: the wait is measured anyway
+		}
+		seed := rng.Uint64()
+		probes.Add(1)
+		go func() {
+			defer probes.Done()
+			defer func() { <-sem }()
+			op := t.transactProbe(t.ctx, client, node, rand.New(rand.NewPCG(seed, uint64(client))))
+			t.record(op)
+		}()
+	}
+}
+
 // send makes one SMTP transaction and records it. Outcomes: OK on 250
 // after DATA; Fail on a 4xx/5xx reply to DATA or after it (Code set), or
 // on any failure before DATA (connect, greeting, TLS, AUTH, MAIL, RCPT:
@@ -386,7 +439,18 @@ func (t *Traffic) record(op Op) Op {
 
 // transact is send without recording; it stamps End.
 func (t *Traffic) transact(ctx context.Context, client int, node NodeInfo, via string, rng *rand.Rand) Op {
+	return t.transactOp(ctx, t.rec.Begin(OpSend, node.Name, client), client != 0, node, via, rng)
+}
+
+// transactProbe is a probe: over MX to node, no fallback to other nodes.
+func (t *Traffic) transactProbe(ctx context.Context, client int, node NodeInfo, rng *rand.Rand) Op {
 	op := t.rec.Begin(OpSend, node.Name, client)
+	op.Probe = true
+	return t.transactOp(ctx, op, false, node, "mx", rng)
+}
+
+func (t *Traffic) transactOp(ctx context.Context, op Op, fallback bool, node NodeInfo, via string, rng *rand.Rand) Op {
+	client := op.Client
 	op.Via = via
 	op.ChaosID = fmt.Sprintf("%s-%d-%d", t.cfg.IDPrefix, client, t.seq.Add(1))
 	acct := t.cfg.Accounts[rng.IntN(len(t.cfg.Accounts))]
@@ -402,7 +466,7 @@ func (t *Traffic) transact(ctx context.Context, client int, node NodeInfo, via s
 	}
 	raw, hash := buildMessage(rng, op.ChaosID, from, op.Rcpt, t.cfg.BodyBytes)
 	op.BodyHash = hash
-	conn, err := t.dial(ctx, &op, node, addr, client != 0)
+	conn, err := t.dial(ctx, &op, node, addr, fallback)
 	if err != nil {
 		op.Outcome, op.Detail = Fail, "before DATA: connect: "+err.Error()
 	} else {

@@ -53,6 +53,7 @@ func newChaosRunCmd() *cobra.Command {
 		backend, scenarios, report, binary string
 		seed                               int64
 		duration, raftTimeout              time.Duration
+		liveFault, liveHeal                time.Duration
 		nodes                              int
 		quiet                              bool
 	)
@@ -131,6 +132,7 @@ logs) to the --report directory. It exits 1 if any scenario fails.`,
 				Binary:      binary,
 				Nodes:       nodes,
 				RaftTimeout: raftTimeout,
+				Liveness:    chaos.LivenessBounds{Fault: liveFault, Heal: liveHeal},
 				Logf:        logf,
 			})
 			return chaosResult(cmd.OutOrStdout(), runs, dir, err)
@@ -145,6 +147,8 @@ logs) to the --report directory. It exits 1 if any scenario fails.`,
 	fs.StringVar(&binary, "binary", "", "raftmail binary the nodes run (default: this one)")
 	fs.IntVar(&nodes, "nodes", 3, "cluster size")
 	fs.DurationVar(&raftTimeout, "raft-timeout", 0, "Raft heartbeat and election timeout of the nodes (default: theirs, 500ms)")
+	fs.DurationVar(&liveFault, "liveness-fault", chaos.DefaultLiveness.Fault, "liveness: the longest a node on the majority side of a fault may take to answer 250")
+	fs.DurationVar(&liveHeal, "liveness-heal", chaos.DefaultLiveness.Heal, "liveness: the longest any node may take to answer 250 after a heal (and before the first fault)")
 	fs.BoolVarP(&quiet, "quiet", "q", false, "print only the summary lines, not the progress")
 	return c
 }

@@ -1,0 +1,90 @@
+package chaos
+
+import (
+	"strings"
+	"testing"
+)
+
+// probeOps makes one send to node every 200 ms from `from` to `to` (ms
+// after t0); each takes 20 ms, except those that start inside a stall:
+// they hang until the stall ends (answered then).
+func probeOps(node string, from, to int, stalls ...[2]int) []Op {
+	var ops []Op
+	for ms := from; ms < to; ms += 200 {
+		end := ms + 20
+		for _, st := range stalls {
+			if ms >= st[0] && ms < st[1] {
+				end = st[1] + 10
+			}
+		}
+		op := send(int64(len(ops)+1), "p", OK, 250, ms, end)
+		op.Node = node
+		ops = append(ops, op)
+	}
+	return ops
+}
+
+func livenessHistory(stalls map[string][][2]int) History {
+	h := History{Scenario: "live", Start: at(0), End: at(10000),
+		Faults: []Fault{{Name: "partition", Target: "n1", Start: at(2000), Effect: at(2100), Heal: at(6000)}}}
+	for _, n := range []string{"n1", "n2", "n3"} {
+		h.Ops = append(h.Ops, probeOps(n, 0, 10000, stalls[n]...)...)
+	}
+	return h
+}
+
+// TestLivenessInvariant: a majority node that stalls longer than the bound
+// during the fault fails; the node the fault hit may stall until the heal
+// but must answer within the heal bound after it; a short stall passes.
+func TestLivenessInvariant(t *testing.T) {
+	cases := []struct {
+		name   string
+		stalls map[string][][2]int
+		fail   []string // substrings of the violations
+	}{
+		{"clean", nil, nil},
+		{"hit node down for the whole fault", map[string][][2]int{"n1": {{2100, 6000}}}, nil},
+		{"majority blip within the bound", map[string][][2]int{"n2": {{2100, 4000}}, "n3": {{2100, 3500}}}, nil},
+		{"majority stalled until the heal", map[string][][2]int{"n2": {{2100, 6500}}, "n3": {{2100, 6500}}},
+			[]string{"n2: fault partition (majority side)", "n3: fault partition (majority side)"}},
+		{"hit node slow after the heal", map[string][][2]int{"n1": {{2100, 12000}}}, []string{"n1: heal"}},
+		{"stall before any fault", map[string][][2]int{"n3": {{200, 1900}}}, nil},
+		// Moments before the fault whose wait runs into it are judged
+		// by the fault's start.
+		{"long stall from before the fault", map[string][][2]int{"n3": {{0, 7000}}}, []string{"n3: fault partition (majority side)"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			h := livenessHistory(tc.stalls)
+			r := checkLiveness(h)
+			if r.Pass != (len(tc.fail) == 0) {
+				t.Fatalf("pass=%v, examples %q", r.Pass, r.Examples)
+			}
+			for _, want := range tc.fail {
+				found := false
+				for _, ex := range r.Examples {
+					found = found || strings.Contains(ex, want)
+				}
+				if !found {
+					t.Errorf("no violation %q in %q", want, r.Examples)
+				}
+			}
+		})
+	}
+}
+
+// TestLivenessFailover: failover is the slowest majority node's first
+// 250 after the fault's effect, not the first 250 anywhere.
+func TestLivenessFailover(t *testing.T) {
+	h := livenessHistory(map[string][][2]int{"n2": {{2100, 3300}}, "n3": {{2100, 2700}}})
+	ws := livenessWindows(h)
+	// n2: sends from 2200 on hang until 3310; the one at 2200 ends at 3310.
+	if got := failoverOf(ws, "partition"); got != 1210 {
+		t.Fatalf("failover %d ms, want 1210 (windows %+v)", got, ws)
+	}
+	for _, w := range ws {
+		if w.Node == "n1" && w.Phase == "fault" && (w.Side != "hit" || w.BoundMillis != 0) {
+			t.Errorf("n1 during its own fault: %+v", w)
+		}
+	}
+}
