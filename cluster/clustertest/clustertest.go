@@ -29,7 +29,11 @@ type Cluster struct {
 	t         testing.TB
 	ca        *cluster.CA
 	gossipKey []byte
-	Nodes     []*Node
+	// dir holds every node's data directory. It is made before StopAll
+	// is registered, so the test's cleanup (last registered, first run)
+	// stops the nodes before their directories are removed.
+	dir   string
+	Nodes []*Node
 }
 
 // Node is one member: its store and cluster node (nil while stopped).
@@ -55,7 +59,7 @@ func New(t testing.TB, size int, tweak func(*cluster.Config)) *Cluster {
 	}
 	gk := make([]byte, 32)
 	_, _ = rand.Read(gk)
-	c := &Cluster{t: t, ca: ca, gossipKey: gk}
+	c := &Cluster{t: t, ca: ca, gossipKey: gk, dir: t.TempDir()}
 	t.Cleanup(c.StopAll)
 	for i := 0; i < size; i++ {
 		c.add(tweak)
@@ -122,7 +126,10 @@ func (c *Cluster) add(tweak func(*cluster.Config)) {
 	t := c.t
 	i := len(c.Nodes)
 	name := fmt.Sprintf("n%d", i+1)
-	dir := t.TempDir()
+	dir, err := os.MkdirTemp(c.dir, name+"-")
+	if err != nil {
+		t.Fatal(err)
+	}
 	key, keyPEM, err := cluster.NewNodeKey()
 	if err != nil {
 		t.Fatal(err)
