@@ -290,13 +290,13 @@ func loadNodeConfig(fs *pflag.FlagSet) (*nodeConfig, error) {
 		cfg.dataDir = abs
 	}
 	if cfg.initialized() {
-		if _, err := toml.DecodeFile(cfg.path(configFile), &cfg); err != nil {
-			return nil, fmt.Errorf("read %s: %w (fix or remove the file)", cfg.path(configFile), err)
+		if err := decodeConfigFile(cfg.path(configFile), &cfg); err != nil {
+			return nil, fmt.Errorf("%w (fix or remove the file)", err)
 		}
 	}
 	if v, ok := flagOrEnv(fs, "config"); ok {
-		if _, err := toml.DecodeFile(v, &cfg); err != nil {
-			return nil, fmt.Errorf("read config file %s: %w", v, err)
+		if err := decodeConfigFile(v, &cfg); err != nil {
+			return nil, err
 		}
 	}
 	var advertise string
