@@ -5,8 +5,12 @@ package main
 // freshly joined node, and the From header on submission.
 
 import (
+	"errors"
+	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -23,4 +27,92 @@ func TestE2EConfigTypo(t *testing.T) {
 	res := runCLI(t, "", "serve", "--data-dir", dir, "--config", conf)
 	assertFailure(t, res, "unknown key smtp_adr in "+conf+": did you mean smtp_addr?")
 	assertNotInitialized(t, dir)
+}
+
+// TestE2EJoinedNode runs a node's first serve after `join` and checks
+// what it trusts:
+//
+//   - every directory and file in both nodes' data directories, Raft
+//     snapshots and the Pebble store included, is the owner's alone. On
+//     the old code store/ was 0755 with 0644 files;
+//   - a node whose data directory group or others can read refuses to
+//     start, saying which path, its mode and the chmod to run.
+func TestE2EJoinedNode(t *testing.T) {
+	const clusterName = "example.test"
+	n1, n2 := newNode(t, "node1"), newNode(t, "node2")
+	snapshots := []string{"--snapshot-threshold", "2", "--snapshot-interval", "200ms"}
+	n1.serveFlags, n2.serveFlags = snapshots, snapshots
+	mustCLI(t, "", append([]string{"init", "--cluster-name", clusterName}, n1.nodeFlags()...)...)
+	n1.start()
+	var created struct {
+		Token string `json:"token"`
+	}
+	mustCLIJSON(t, &created, append([]string{"token", "create", "--ttl", "10m", "--json"}, n1.adminFlags()...)...)
+	if res := n2.join(created.Token, n1.clusterAddr); res.exitCode != 0 {
+		t.Fatalf("join node2: %s", res)
+	}
+	n2.start() // its first run after join
+	waitHealthy(t, n1, 2)
+
+	bob := mailUser{"bob@example.test", "bob-Pass-0002"}
+	cliVia(t, n1, "", "domain", "add", "example.test")
+	cliVia(t, n1, bob.password+"\n", "user", "add", bob.addr, "--password-stdin")
+	cliVia(t, n1, "", "alias", "add", "postmaster@example.test", bob.addr)
+	waitFor(t, clusterTimeout, "bob on node2", func() (bool, string) {
+		return hasUsersAndAlias(t, n2, []string{bob.addr}, "postmaster@example.test", bob.addr)
+	})
+
+	t.Run("private_data_dirs", func(t *testing.T) {
+		for _, n := range []*node{n1, n2} {
+			waitFor(t, clusterTimeout, "a Raft snapshot on "+n.name, func() (bool, string) {
+				ents, err := os.ReadDir(filepath.Join(n.dir, "raft", "snapshots"))
+				return err == nil && len(ents) > 0, fmt.Sprintf("%d entries, %v", len(ents), err)
+			})
+			var open []string
+			files := 0
+			err := filepath.WalkDir(n.dir, func(path string, d fs.DirEntry, err error) error {
+				if err != nil {
+					return err
+				}
+				info, err := d.Info()
+				if errors.Is(err, fs.ErrNotExist) {
+					return nil
+				}
+				if err != nil {
+					return err
+				}
+				files++
+				if info.Mode().Perm()&0o077 != 0 {
+					open = append(open, fmt.Sprintf("%s %v", strings.TrimPrefix(path, n.dir), info.Mode()))
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("%s: %d entries in %s", n.name, files, n.dir)
+			if len(open) > 0 {
+				t.Errorf("%s: open to group or others: %v", n.name, open)
+			}
+		}
+	})
+
+	t.Run("group_readable_dir_refused", func(t *testing.T) {
+		n2.stopProcess(n2.cmd, n2.done)
+		for _, tc := range []struct{ path, mode string }{
+			{n2.dir, "the directory itself is mode 0755"},
+			{filepath.Join(n2.dir, "cluster", "node.key"), "node.key is mode 0644"},
+		} {
+			if err := os.Chmod(tc.path, map[bool]os.FileMode{true: 0o755, false: 0o644}[tc.path == n2.dir]); err != nil {
+				t.Fatal(err)
+			}
+			res := runCLI(t, "", append(append([]string{"serve"}, n2.nodeFlags()...), fastTimings...)...)
+			assertFailure(t, res, "data directory "+n2.dir+" is open to group or others", tc.mode, "chmod -R go-rwx "+n2.dir)
+			if err := os.Chmod(tc.path, map[bool]os.FileMode{true: 0o700, false: 0o600}[tc.path == n2.dir]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		n2.start()
+		waitHealthy(t, n1, 2)
+	})
 }

@@ -123,10 +123,14 @@ func mailTLS(cfg *nodeConfig, log *slog.Logger) (*tls.Config, error) {
 	return ops.MailTLSConfig(r), nil
 }
 
-// prepareDataDir refuses to initialise over an existing node.
+// prepareDataDir refuses to initialise over an existing node, and makes
+// the data directory private (datadir.go).
 func prepareDataDir(cfg *nodeConfig) error {
 	if cfg.initialized() {
 		return fmt.Errorf("%s already holds a node (%s): start it with `raftmail serve --data-dir %s`, or pick another --data-dir", cfg.dataDir, cfg.path(configFile), cfg.dataDir)
+	}
+	if err := prepareNewDataDir(cfg.dataDir); err != nil {
+		return err
 	}
 	if err := os.MkdirAll(cfg.path("cluster"), 0o700); err != nil {
 		return fmt.Errorf("create data directory: %w", err)
@@ -422,6 +426,10 @@ closed after 30 minutes without input (--imap-idle-timeout).`,
 }
 
 func serve(cfg *nodeConfig, log *slog.Logger) error {
+	privateUmask()
+	if err := checkDataDirPerms(cfg.dataDir); err != nil {
+		return err
+	}
 	tokenBytes, err := os.ReadFile(cfg.path(adminTokenFile))
 	if err != nil {
 		return fmt.Errorf("read admin token: %w", err)
