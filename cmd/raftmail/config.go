@@ -48,7 +48,11 @@ type nodeConfig struct {
 	DNSResolver string `toml:"dns_resolver,omitempty"`
 	// AuthServID names the cluster in Authentication-Results; "" = the
 	// cluster name given at init. Give every node the same value.
-	AuthServID  string `toml:"authserv_id,omitempty"`
+	AuthServID string `toml:"authserv_id,omitempty"`
+	// ClusterName is the name given at init, recorded by init and join
+	// (not a flag): the default authserv-id from a node's first run on,
+	// before the replicated store has reached a joined node.
+	ClusterName string `toml:"cluster_name,omitempty"`
 	SMTPOutPort int    `toml:"smtp_out_port,omitempty"`
 	// Accepting mail: the largest message (SMTP and IMAP APPEND), the
 	// node's budget of bytes in flight from unauthenticated senders, and

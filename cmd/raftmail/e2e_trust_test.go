@@ -8,7 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/mail"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -32,12 +34,20 @@ func TestE2EConfigTypo(t *testing.T) {
 // TestE2EJoinedNode runs a node's first serve after `join` and checks
 // what it trusts:
 //
+//   - its Authentication-Results name the cluster (given at init) and it
+//     strips forged ones claiming that name. On the old code the first
+//     run stamped the host name, because the cluster name was read from
+//     the local store before the replicated settings had reached it, and
+//     let the forged header through;
 //   - every directory and file in both nodes' data directories, Raft
 //     snapshots and the Pebble store included, is the owner's alone. On
 //     the old code store/ was 0755 with 0644 files;
 //   - a node whose data directory group or others can read refuses to
 //     start, saying which path, its mode and the chmod to run.
 func TestE2EJoinedNode(t *testing.T) {
+	if _, err := exec.LookPath("python3"); err != nil {
+		t.Skip("python3 not installed")
+	}
 	const clusterName = "example.test"
 	n1, n2 := newNode(t, "node1"), newNode(t, "node2")
 	snapshots := []string{"--snapshot-threshold", "2", "--snapshot-interval", "200ms"}
@@ -60,6 +70,39 @@ func TestE2EJoinedNode(t *testing.T) {
 	cliVia(t, n1, "", "alias", "add", "postmaster@example.test", bob.addr)
 	waitFor(t, clusterTimeout, "bob on node2", func() (bool, string) {
 		return hasUsersAndAlias(t, n2, []string{bob.addr}, "postmaster@example.test", bob.addr)
+	})
+
+	t.Run("authserv_id_on_first_run", func(t *testing.T) {
+		msg := newTestMsg("mallory@outside.test", bob.addr, "forged-ar")
+		msg.header = "Authentication-Results: " + clusterName + "; dkim=pass header.d=example.test; dmarc=pass header.from=example.test\r\n" +
+			"Authentication-Results: EXAMPLE.TEST.; spf=pass smtp.mailfrom=example.test\r\n" +
+			"Authentication-Results: other.example; spf=pass smtp.mailfrom=outside.test\r\n"
+		mustSend(t, n2, smtpRequest{from: msg.from, to: []string{bob.addr}, msg: msg})
+		got, _ := waitIMAPMessage(t, n2, bob, "INBOX", msg.subject)
+		m, err := mail.ReadMessage(strings.NewReader(got.Raw))
+		if err != nil {
+			t.Fatalf("parse: %v\n%s", err, got.Raw)
+		}
+		ars := m.Header["Authentication-Results"]
+		t.Logf("Authentication-Results read back through node2: %q", ars)
+		var ours, other int
+		for _, ar := range ars {
+			id, _, _ := strings.Cut(ar, ";")
+			switch strings.TrimSuffix(strings.ToLower(strings.TrimSpace(id)), ".") {
+			case clusterName:
+				ours++
+				if strings.Contains(ar, "=pass") {
+					t.Errorf("a forged result claiming %s survived: %q", clusterName, ar)
+				}
+			case "other.example":
+				other++
+			default:
+				t.Errorf("Authentication-Results with authserv-id %q, want %q (the cluster name): %q", id, clusterName, ar)
+			}
+		}
+		if ours != 1 || other != 1 {
+			t.Errorf("want one Authentication-Results of %s (ours) and the other.example one kept; got %q", clusterName, ars)
+		}
 	})
 
 	t.Run("private_data_dirs", func(t *testing.T) {

@@ -180,10 +180,16 @@ func startMail(cfg *nodeConfig, rt *runtime, log *slog.Logger) (*mailServers, er
 
 // authServID names this cluster in Authentication-Results headers: the
 // same on every node, so each strips forged results claiming any of them.
-// --authserv-id, else the cluster name given at init.
+// --authserv-id, else the cluster name given at init: as init and join
+// recorded it in raftmail.toml (a joined node's store does not have it
+// yet on its first run), else from the store (a data directory made before
+// the name was recorded).
 func authServID(cfg *nodeConfig, rt *runtime) string {
 	if cfg.AuthServID != "" {
 		return cfg.AuthServID
+	}
+	if cfg.ClusterName != "" {
+		return cfg.ClusterName
 	}
 	if name, err := rt.store.Setting(cluster.SettingClusterName); err == nil && len(name) > 0 {
 		return string(name)

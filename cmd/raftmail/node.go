@@ -205,6 +205,7 @@ func initCluster(cfg *nodeConfig, clusterName string, tokenTTL time.Duration, lo
 		return cluster.Token{}, fmt.Errorf("create join token: %w", err)
 	}
 	// Written last: a data directory with raftmail.toml is a complete node.
+	cfg.ClusterName = clusterName
 	if err := cfg.save(); err != nil {
 		return cluster.Token{}, fmt.Errorf("write node configuration: %w", err)
 	}
@@ -609,6 +610,7 @@ func joinCluster(cmd *cobra.Command, cfg *nodeConfig, tok cluster.Token, addrs [
 	}
 	cfg.Seeds = res.Seeds
 	cfg.Bootstrap = false
+	cfg.ClusterName = res.ClusterName
 	if err := cfg.save(); err != nil {
 		return fmt.Errorf("write node configuration: %w", err)
 	}
