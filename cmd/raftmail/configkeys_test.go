@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/raftmail/raftmail/protocol/smtp"
 )
 
 func TestNearestKey(t *testing.T) {
@@ -86,5 +88,30 @@ func TestUnknownConfigKey(t *testing.T) {
 	_, err = loadWith(t, "--data-dir", cfg.dataDir)
 	if want := "unknown key gossip_adress in " + cfg.path(configFile) + ": did you mean gossip_addr?"; err == nil || !strings.Contains(err.Error(), want) {
 		t.Fatalf("err %v, want it to contain %q", err, want)
+	}
+}
+
+func TestSubmissionSenderCheckSetting(t *testing.T) {
+	check := func(t *testing.T, want smtp.SenderCheck, args ...string) {
+		t.Helper()
+		cfg, err := loadWith(t, args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := cfg.senderCheck(); err != nil || got != want {
+			t.Errorf("%v: sender check %v, %v; want %v", args, got, err, want)
+		}
+	}
+	check(t, smtp.SenderCheckBoth)
+	check(t, smtp.SenderCheckEnvelope, "--submission-sender-check", "envelope")
+	conf := filepath.Join(t.TempDir(), "c.toml")
+	if err := os.WriteFile(conf, []byte("submission_sender_check = \"header\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	check(t, smtp.SenderCheckHeader, "--config", conf)
+	t.Setenv("RAFTMAIL_SUBMISSION_SENDER_CHECK", "off")
+	check(t, smtp.SenderCheckOff, "--config", conf)
+	if _, err := loadWith(t, "--submission-sender-check", "strict"); err == nil || !strings.Contains(err.Error(), `--submission-sender-check (submission_sender_check) "strict": want both, envelope, header or off`) {
+		t.Errorf("a bad value: %v", err)
 	}
 }

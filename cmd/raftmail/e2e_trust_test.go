@@ -39,6 +39,7 @@ func TestE2EConfigTypo(t *testing.T) {
 //     run stamped the host name, because the cluster name was read from
 //     the local store before the replicated settings had reached it, and
 //     let the forged header through;
+//   - submission refuses a From header of someone else;
 //   - every directory and file in both nodes' data directories, Raft
 //     snapshots and the Pebble store included, is the owner's alone. On
 //     the old code store/ was 0755 with 0644 files;
@@ -102,6 +103,26 @@ func TestE2EJoinedNode(t *testing.T) {
 		}
 		if ours != 1 || other != 1 {
 			t.Errorf("want one Authentication-Results of %s (ours) and the other.example one kept; got %q", clusterName, ars)
+		}
+	})
+
+	// Submission through the joined node with Python's smtplib: the From
+	// header must be bob's (or an alias of his), like MAIL FROM. The old
+	// code checked MAIL FROM only.
+	t.Run("submission_from_header", func(t *testing.T) {
+		for _, tc := range []struct {
+			from string
+			code int
+		}{{"alice@example.test", 550}, {"postmaster@example.test", 250}} {
+			msg := newTestMsg(tc.from, bob.addr, "from-header")
+			res, err := sendSMTP(t, n2, smtpRequest{submission: true, user: &bob, from: bob.addr, to: []string{bob.addr}, msg: msg})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("From: %s, MAIL FROM:<%s>: DATA %+v", tc.from, bob.addr, res.Data)
+			if res.Data == nil || res.Data.Code != tc.code || (tc.code == 550 && !strings.HasPrefix(res.Data.Text, "5.7.1 From header address rejected")) {
+				t.Errorf("From: %s: DATA %+v, want %d", tc.from, res.Data, tc.code)
+			}
 		}
 	})
 

@@ -72,11 +72,15 @@ func startMail(cfg *nodeConfig, rt *runtime, log *slog.Logger) (*mailServers, er
 	}
 	resolver := mailauth.NewResolver(cfg.DNSResolver)
 	inbound := &mailauth.Checker{Resolver: resolver, AuthServID: authServID(cfg, rt)}
+	senderCheck, err := cfg.senderCheck()
+	if err != nil {
+		return nil, err
+	}
 	smtpServer := func(mode smtp.Mode, name string) (*smtp.Server, error) {
 		c := smtp.Config{
 			Mode: mode, Hostname: cfg.Hostname, NodeName: cfg.Name, TLS: tlsConf,
 			Accept: pipeline, Store: rt.store, Auth: checker, MaxMessageBytes: int64(cfg.MaxMessageSize),
-			Logger: log.With("component", name),
+			SenderCheck: senderCheck, Logger: log.With("component", name),
 		}
 		if mode == smtp.ModeMX {
 			c.MailAuth = inbound
