@@ -114,7 +114,7 @@ Demo domain example.test, user demo@example.test, password: $pw
 The certificates are self-signed: clients must be told not to verify them.
 
 Send a message through node 1 (submission, STARTTLS, AUTH):
-  python3 -c 'import smtplib,ssl; s=smtplib.SMTP("127.0.0.1",$(port 1 87)); s.starttls(context=ssl._create_unverified_context()); s.login("demo@example.test","$pw"); s.sendmail("demo@example.test",["demo@example.test"],"Subject: hello\r\n\r\nHello from Raftmail\r\n"); s.quit()'
+  python3 -c 'import smtplib,ssl; s=smtplib.SMTP("127.0.0.1",$(port 1 87)); s.starttls(context=ssl._create_unverified_context()); s.login("demo@example.test","$pw"); s.sendmail("demo@example.test",["demo@example.test"],"From: demo@example.test\r\nSubject: hello\r\n\r\nHello from Raftmail\r\n"); s.quit()'
   swaks --server 127.0.0.1:$(port 1 25) --to demo@example.test          (MX, no AUTH, if swaks is installed)
 
 Read it through node 3 (IMAPS):

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/raftmail/raftmail/protocol/connlimit"
+	"github.com/raftmail/raftmail/protocol/smtp"
 )
 
 // nodeConfig is the node-local configuration: addresses, data directory,
@@ -48,7 +49,11 @@ type nodeConfig struct {
 	DNSResolver string `toml:"dns_resolver,omitempty"`
 	// AuthServID names the cluster in Authentication-Results; "" = the
 	// cluster name given at init. Give every node the same value.
-	AuthServID  string `toml:"authserv_id,omitempty"`
+	AuthServID string `toml:"authserv_id,omitempty"`
+	// ClusterName is the name given at init, recorded by init and join
+	// (not a flag): the default authserv-id from a node's first run on,
+	// before the replicated store has reached a joined node.
+	ClusterName string `toml:"cluster_name,omitempty"`
 	SMTPOutPort int    `toml:"smtp_out_port,omitempty"`
 	// Accepting mail: the largest message (SMTP and IMAP APPEND), the
 	// node's budget of bytes in flight from unauthenticated senders, and
@@ -56,6 +61,11 @@ type nodeConfig struct {
 	MaxMessageSize byteSize `toml:"max_message_size,omitempty"`
 	MXInFlight     byteSize `toml:"mx_inflight,omitempty"`
 	SpoolMemory    byteSize `toml:"spool_memory,omitempty"`
+
+	// SubmissionSenderCheck says what of a submitted message must name an
+	// address of the authenticated user: "both" (MAIL FROM and the From
+	// header field), "envelope", "header" or "off"; "" = "both".
+	SubmissionSenderCheck string `toml:"submission_sender_check,omitempty"`
 
 	// Connection caps of the mail listeners, per protocol: the most
 	// connections one client address (…PerIP; 0 = no cap) and the whole
@@ -235,6 +245,7 @@ func addNodeFlags(fs *pflag.FlagSet) {
 	fs.String("max-message-size", "", "largest message accepted by SMTP and IMAP APPEND, e.g. 50MiB (default 50MiB)")
 	fs.String("mx-inflight", "", "bytes of mail from unauthenticated senders (MX) received or stored at once on this node; past it senders get 452 4.3.1 and retry later (default 512MiB)")
 	fs.String("spool-memory", "", "bytes of incoming messages held in memory on this node; the rest go to spool files in the data directory (default 64MiB)")
+	fs.String("submission-sender-check", "", `what of a submitted message must be the authenticated user's own address or an alias delivering to them: "both" (MAIL FROM, else 553 5.7.1, and every From header address, else 550 5.7.1; a missing or repeated From is 550 5.6.0), "envelope" (MAIL FROM only), "header" (From only) or "off" (default both)`)
 	fs.Int("smtp-conn-limit", 0, "most SMTP MX connections (port 25) this node holds at once; past it clients get 421 4.7.0 (default 1000; scaled down at start if the node caps do not fit the file descriptor limit)")
 	fs.Int("smtp-conn-limit-per-ip", 0, "most SMTP MX connections one client address holds at once, 0 = no cap (default 50, as Postfix's smtpd_client_connection_count_limit)")
 	fs.Int("submission-conn-limit", 0, "most submission connections (587 and 465 together) this node holds at once (default 500)")
@@ -290,13 +301,13 @@ func loadNodeConfig(fs *pflag.FlagSet) (*nodeConfig, error) {
 		cfg.dataDir = abs
 	}
 	if cfg.initialized() {
-		if _, err := toml.DecodeFile(cfg.path(configFile), &cfg); err != nil {
-			return nil, fmt.Errorf("read %s: %w (fix or remove the file)", cfg.path(configFile), err)
+		if err := decodeConfigFile(cfg.path(configFile), &cfg); err != nil {
+			return nil, fmt.Errorf("%w (fix or remove the file)", err)
 		}
 	}
 	if v, ok := flagOrEnv(fs, "config"); ok {
-		if _, err := toml.DecodeFile(v, &cfg); err != nil {
-			return nil, fmt.Errorf("read config file %s: %w", v, err)
+		if err := decodeConfigFile(v, &cfg); err != nil {
+			return nil, err
 		}
 	}
 	var advertise string
@@ -361,6 +372,7 @@ func loadNodeConfig(fs *pflag.FlagSet) (*nodeConfig, error) {
 	set("max-message-size", size(&cfg.MaxMessageSize))
 	set("mx-inflight", size(&cfg.MXInFlight))
 	set("spool-memory", size(&cfg.SpoolMemory))
+	set("submission-sender-check", str(&cfg.SubmissionSenderCheck))
 	set("smtp-conn-limit", integer(&cfg.SMTPConnLimit))
 	set("smtp-conn-limit-per-ip", integer(&cfg.SMTPConnLimitPerIP))
 	set("submission-conn-limit", integer(&cfg.SubmissionConnLimit))
@@ -401,7 +413,22 @@ func loadNodeConfig(fs *pflag.FlagSet) (*nodeConfig, error) {
 	if err := cfg.validateConnLimits(); err != nil {
 		return nil, err
 	}
+	if _, err := cfg.senderCheck(); err != nil {
+		return nil, err
+	}
 	return &cfg, nil
+}
+
+// senderCheck is SubmissionSenderCheck for smtp.Config.
+func (c *nodeConfig) senderCheck() (smtp.SenderCheck, error) {
+	if c.SubmissionSenderCheck == "" {
+		return smtp.SenderCheckBoth, nil
+	}
+	sc, err := smtp.ParseSenderCheck(c.SubmissionSenderCheck)
+	if err != nil {
+		return 0, fmt.Errorf("--submission-sender-check (submission_sender_check) %q: want both, envelope, header or off", c.SubmissionSenderCheck)
+	}
+	return sc, nil
 }
 
 // validateConnLimits checks the connection caps and timeouts, from

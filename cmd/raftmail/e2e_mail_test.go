@@ -443,7 +443,10 @@ type mailUser struct{ addr, password string }
 
 // testMsg is a message the test sends: unique subject and Message-ID, and
 // a body with a line that starts with a dot (dot-stuffed by the clients).
-type testMsg struct{ from, to, subject, msgID, body string }
+type testMsg struct {
+	from, to, subject, msgID, body string
+	header                         string // more header fields, each ending in CRLF, put first
+}
 
 var msgSeq atomic.Int64
 
@@ -459,7 +462,7 @@ func newTestMsg(from, to, tag string) testMsg {
 }
 
 func (m testMsg) String() string {
-	return "From: <" + m.from + ">\r\n" +
+	return m.header + "From: <" + m.from + ">\r\n" +
 		"To: <" + m.to + ">\r\n" +
 		"Subject: " + m.subject + "\r\n" +
 		"Message-ID: " + m.msgID + "\r\n" +

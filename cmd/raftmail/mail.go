@@ -72,11 +72,15 @@ func startMail(cfg *nodeConfig, rt *runtime, log *slog.Logger) (*mailServers, er
 	}
 	resolver := mailauth.NewResolver(cfg.DNSResolver)
 	inbound := &mailauth.Checker{Resolver: resolver, AuthServID: authServID(cfg, rt)}
+	senderCheck, err := cfg.senderCheck()
+	if err != nil {
+		return nil, err
+	}
 	smtpServer := func(mode smtp.Mode, name string) (*smtp.Server, error) {
 		c := smtp.Config{
 			Mode: mode, Hostname: cfg.Hostname, NodeName: cfg.Name, TLS: tlsConf,
 			Accept: pipeline, Store: rt.store, Auth: checker, MaxMessageBytes: int64(cfg.MaxMessageSize),
-			Logger: log.With("component", name),
+			SenderCheck: senderCheck, Logger: log.With("component", name),
 		}
 		if mode == smtp.ModeMX {
 			c.MailAuth = inbound
@@ -180,10 +184,16 @@ func startMail(cfg *nodeConfig, rt *runtime, log *slog.Logger) (*mailServers, er
 
 // authServID names this cluster in Authentication-Results headers: the
 // same on every node, so each strips forged results claiming any of them.
-// --authserv-id, else the cluster name given at init.
+// --authserv-id, else the cluster name given at init: as init and join
+// recorded it in raftmail.toml (a joined node's store does not have it
+// yet on its first run), else from the store (a data directory made before
+// the name was recorded).
 func authServID(cfg *nodeConfig, rt *runtime) string {
 	if cfg.AuthServID != "" {
 		return cfg.AuthServID
+	}
+	if cfg.ClusterName != "" {
+		return cfg.ClusterName
 	}
 	if name, err := rt.store.Setting(cluster.SettingClusterName); err == nil && len(name) > 0 {
 		return string(name)

@@ -123,10 +123,14 @@ func mailTLS(cfg *nodeConfig, log *slog.Logger) (*tls.Config, error) {
 	return ops.MailTLSConfig(r), nil
 }
 
-// prepareDataDir refuses to initialise over an existing node.
+// prepareDataDir refuses to initialise over an existing node, and makes
+// the data directory private (datadir.go).
 func prepareDataDir(cfg *nodeConfig) error {
 	if cfg.initialized() {
 		return fmt.Errorf("%s already holds a node (%s): start it with `raftmail serve --data-dir %s`, or pick another --data-dir", cfg.dataDir, cfg.path(configFile), cfg.dataDir)
+	}
+	if err := prepareNewDataDir(cfg.dataDir); err != nil {
+		return err
 	}
 	if err := os.MkdirAll(cfg.path("cluster"), 0o700); err != nil {
 		return fmt.Errorf("create data directory: %w", err)
@@ -201,6 +205,7 @@ func initCluster(cfg *nodeConfig, clusterName string, tokenTTL time.Duration, lo
 		return cluster.Token{}, fmt.Errorf("create join token: %w", err)
 	}
 	// Written last: a data directory with raftmail.toml is a complete node.
+	cfg.ClusterName = clusterName
 	if err := cfg.save(); err != nil {
 		return cluster.Token{}, fmt.Errorf("write node configuration: %w", err)
 	}
@@ -422,6 +427,10 @@ closed after 30 minutes without input (--imap-idle-timeout).`,
 }
 
 func serve(cfg *nodeConfig, log *slog.Logger) error {
+	privateUmask()
+	if err := checkDataDirPerms(cfg.dataDir); err != nil {
+		return err
+	}
 	tokenBytes, err := os.ReadFile(cfg.path(adminTokenFile))
 	if err != nil {
 		return fmt.Errorf("read admin token: %w", err)
@@ -601,6 +610,7 @@ func joinCluster(cmd *cobra.Command, cfg *nodeConfig, tok cluster.Token, addrs [
 	}
 	cfg.Seeds = res.Seeds
 	cfg.Bootstrap = false
+	cfg.ClusterName = res.ClusterName
 	if err := cfg.save(); err != nil {
 		return fmt.Errorf("write node configuration: %w", err)
 	}

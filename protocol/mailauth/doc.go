@@ -22,6 +22,9 @@
 //     rejects.
 //   - Authentication-Results (RFC 8601): Results.Header; StripAuthResults
 //     removes incoming fields that claim our authserv-id (§5).
+//   - FromAddresses reads the From field strictly (once, every address,
+//     nothing guessed) for submission's sender check; DMARC's reading of
+//     the From domains is lenient so a malformed From cannot escape it.
 //   - The SPF and DKIM libraries recognise DNS "not found" and
 //     "temporary" only on an unwrapped *net.DNSError; lookups pass through
 //     an adapter that makes every Resolver error one, unknown errors

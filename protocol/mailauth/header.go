@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
+	"fmt"
 	"io"
 	"mime"
 	"net/mail"
@@ -161,12 +163,64 @@ func skipCFWS(s string) string {
 	return ""
 }
 
+// Errors of FromAddresses.
+var (
+	ErrNoFrom   = errors.New("mailauth: no From address")
+	ErrManyFrom = errors.New("mailauth: more than one From header field")
+	ErrBadFrom  = errors.New("mailauth: From header field does not parse")
+)
+
+// FromAddresses returns the addresses of the From header field of a
+// message given as its header block (RFC 5322 §3.6.2, with RFC 6532's
+// UTF-8): each addr-spec in order, a quoted local part unquoted (as
+// go-smtp hands envelope addresses over), display names, comments and
+// group names dropped, the members of a group kept. The field must be
+// there once (§3.6) and name at least one address: no field, or only an
+// empty group, is ErrNoFrom; a second field ErrManyFrom; a field that does
+// not parse, ErrBadFrom. Unlike the DMARC reading of From, nothing is
+// guessed from a malformed field: the caller is deciding what a sender
+// may claim.
+func FromAddresses(header []byte) ([]string, error) {
+	fields, _ := splitMessage(header)
+	var value string
+	n := 0
+	for _, f := range fields {
+		if strings.EqualFold(f.name, "From") {
+			n++
+			value = f.value()
+		}
+	}
+	switch {
+	case n == 0:
+		return nil, ErrNoFrom
+	case n > 1:
+		return nil, ErrManyFrom
+	}
+	list, err := fromParser.ParseList(value)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadFrom, err)
+	}
+	if len(list) == 0 {
+		return nil, ErrNoFrom
+	}
+	addrs := make([]string, len(list))
+	for i, a := range list {
+		addrs[i] = a.Address
+	}
+	return addrs, nil
+}
+
+// fromParser reads address lists; an encoded word in a charset Go does
+// not know is kept as its bytes (only display names are encoded, and
+// those are dropped).
+var fromParser = mail.AddressParser{WordDecoder: &mime.WordDecoder{CharsetReader: func(_ string, r io.Reader) (io.Reader, error) { return r, nil }}}
+
 // fromDomains returns the distinct domains (lower case, in order) of the
 // addresses in the message's From fields, and how many From fields there
 // are. An address that does not parse contributes what follows its last
 // '@', so a malformed From cannot escape DMARC by being malformed.
 func fromDomains(fields []field) (domains []string, nfrom int) {
-	p := mail.AddressParser{WordDecoder: &mime.WordDecoder{CharsetReader: func(_ string, r io.Reader) (io.Reader, error) { return r, nil }}}
+	p := fromParser
 	add := func(d string) {
 		d = strings.ToLower(strings.TrimSuffix(strings.TrimSpace(d), "."))
 		if d == "" {

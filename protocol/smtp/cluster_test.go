@@ -32,7 +32,7 @@ func TestThreeNodes(t *testing.T) {
 	cl.cmd("AUTH PLAIN "+plainAuth("alice@example.test", "alice-password"), "235 ")
 	cl.cmd("MAIL FROM:<alice@example.test>", "250 ")
 	cl.cmd("RCPT TO:<bob@example.test>", "250 ")
-	id := queuedID(t, cl.sendData("Subject: replicated\r\n\r\nto every node\r\n"))
+	id := queuedID(t, cl.sendData("From: alice@example.test\r\nSubject: replicated\r\n\r\nto every node\r\n"))
 	cl.cmd("QUIT", "221 ")
 
 	var want []byte

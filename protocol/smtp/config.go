@@ -83,6 +83,12 @@ type Config struct {
 	// in ModeSubmission is signed with those of its MAIL FROM domain.
 	// nil, or no keys, = not signed. Ignored in ModeMX.
 	DKIMKeys func(domain string) []mailauth.DKIMKey
+	// SenderCheck says what of a submitted message must name an address
+	// of the authenticated user (their account or an alias delivering to
+	// it): MAIL FROM (553 5.7.1 otherwise), the From header field (550
+	// 5.7.1 after DATA; 550 5.6.0 when it is missing, repeated or does not
+	// parse), both (the zero value), or neither. Ignored in ModeMX.
+	SenderCheck SenderCheck
 	// Logger; nil = discard.
 	Logger *slog.Logger
 	// ReadTimeout is how long the server waits for a command line, and
@@ -124,6 +130,9 @@ func (cfg Config) Validate() error {
 	}
 	if cfg.MaxMessageBytes < 0 || cfg.MaxMessageBytes > 1<<32-1 {
 		errs = append(errs, fmt.Errorf("MaxMessageBytes %d out of range", cfg.MaxMessageBytes))
+	}
+	if cfg.SenderCheck < SenderCheckBoth || cfg.SenderCheck > SenderCheckOff {
+		errs = append(errs, fmt.Errorf("unknown SenderCheck %d", int(cfg.SenderCheck)))
 	}
 	if cfg.MaxRecipients < 0 {
 		errs = append(errs, fmt.Errorf("MaxRecipients %d is negative", cfg.MaxRecipients))

@@ -8,8 +8,12 @@
 //   - Submission (587 with STARTTLS, 465 with implicit TLS; RFC 6409,
 //     RFC 8314): AUTH PLAIN and LOGIN (RFC 4954), offered and accepted only
 //     over TLS, checked by protocol/auth (app passwords, throttling). MAIL
-//     FROM must be the account or an alias delivering to it. Local
-//     recipients are delivered, remote ones queued for protocol/delivery.
+//     FROM and every address of the From header field must be the account
+//     or an alias delivering to it (Config.SenderCheck relaxes either; a
+//     message without exactly one From field that parses is refused, as
+//     mox does: RFC 5322 §3.6 requires it and RFC 6409 §8 gives the MSA no
+//     way to make one up). Local recipients are delivered, remote ones
+//     queued for protocol/delivery.
 //
 // It owns the SMTP dialogue and its part of accepting a message (DESIGN.md
 // "Accepting a message"): the message streams into a spool of the accept
@@ -37,7 +41,9 @@
 // message would overflow it); 452 4.5.3 past MaxRecipients; 530 5.7.0
 // for AUTH before STARTTLS and for mail without AUTH on submission;
 // 535 5.7.8 / 454 4.7.0 for failed / throttled logins; 553 5.7.1 for a
-// sender the user does not own; 554 5.5.2 for a bare LF in DATA or BDAT
+// sender the user does not own (at MAIL), 550 5.7.1 for a From header
+// address they do not own and 550 5.6.0 for a missing, repeated or
+// unreadable From field (after DATA); 554 5.5.2 for a bare LF in DATA or BDAT
 // (RFC 5321 §2.3.8; SMTP smuggling). go-smtp v0.25.1 itself passes bare
 // LFs through, so the check is ours.
 //

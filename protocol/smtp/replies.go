@@ -49,4 +49,8 @@ var (
 	replyAuthTemp          = reply(454, 4, 7, 0, "Temporary authentication failure")
 	replyAuthSyntax        = reply(501, 5, 5, 2, "Malformed AUTH response")
 	replySenderNotOwned    = reply(553, 5, 7, 1, "Sender address rejected: not owned by the authenticated user")
+	// Submission, after DATA: the From header field (Config.SenderCheck).
+	replyFromNotOwned = reply(550, 5, 7, 1, "From header address rejected: not owned by the authenticated user")
+	replyNoFrom       = reply(550, 5, 6, 0, "Message must have a From header field with the sender's address")
+	replyManyFrom     = reply(550, 5, 6, 0, "Message must have only one From header field")
 )

@@ -173,7 +173,7 @@ func (ss *session) Mail(from string, opts *gosmtp.MailOptions) error {
 		if !a.ASCII() && !utf8 {
 			return replyNeedUTF8
 		}
-		if sub {
+		if sub && ss.srv.cfg.SenderCheck.envelope() {
 			ok, err := ss.mayUseSender(a)
 			if err != nil {
 				ss.log.Error("smtp: look up sender", "err", err)
@@ -184,7 +184,7 @@ func (ss *session) Mail(from string, opts *gosmtp.MailOptions) error {
 				return replySenderNotOwned
 			}
 		}
-	} else if sub {
+	} else if sub && ss.srv.cfg.SenderCheck.envelope() {
 		return replySenderNotOwned
 	}
 	if err := ss.srv.cfg.Store.CheckSpace(declaredSize(opts)); err != nil {
@@ -197,23 +197,6 @@ func (ss *session) Mail(from string, opts *gosmtp.MailOptions) error {
 		ss.declared = opts.Size
 	}
 	return nil
-}
-
-// mayUseSender reports whether the authenticated account may send as a:
-// its own address, or an alias that delivers to it.
-func (ss *session) mayUseSender(a Address) (bool, error) {
-	key := a.Key()
-	if key == ss.account {
-		return true, nil
-	}
-	al, err := ss.srv.cfg.Store.Alias(key)
-	if errors.Is(err, storage.ErrNotFound) {
-		return false, nil
-	}
-	if err != nil {
-		return false, err
-	}
-	return slices.Contains(al.Targets, ss.account), nil
 }
 
 // Rcpt adds a recipient.
@@ -342,6 +325,11 @@ func (ss *session) Data(r io.Reader) error {
 	if err != nil {
 		log.Info("smtp: message refused", "err", err)
 		return replyHeaderTooLong
+	}
+	if cfg.Mode == ModeSubmission {
+		if r := ss.checkHeaderFrom(hdr, log); r != nil {
+			return r
+		}
 	}
 	var received bytes.Buffer
 	writeReceived(&received, receivedInfo{

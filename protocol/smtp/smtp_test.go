@@ -420,7 +420,7 @@ func TestSMTP(t *testing.T) {
 		c.cmd("RCPT TO:<friend@remote.example>", "250 ")
 		c.cmd("RCPT TO:<second@other.example>", "250 ")
 		c.cmd("RCPT TO:<local@example.test>", "250 ")
-		id := queuedID(t, c.sendData("Subject: out\r\n\r\nbody\r\n"))
+		id := queuedID(t, c.sendData("From: <sender@example.test>\r\nSubject: out\r\n\r\nbody\r\n"))
 		q, err := e.st.QueueEntry(id)
 		if err != nil {
 			t.Fatalf("queue entry %s: %v", id, err)
