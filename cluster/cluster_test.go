@@ -277,7 +277,7 @@ func TestJoinTokens(t *testing.T) {
 	req := cluster.JoinRequest{NodeName: "new", PublicKeyPEM: pub, ClusterAddr: "127.0.0.1:1", GossipAddr: "127.0.0.1:2"}
 	addr := tc.Nodes[0].Cfg.ClusterBind
 
-	good, _, err := n.CreateToken(ctx, time.Hour, "good")
+	good, _, err := n.CreateToken(ctx, time.Hour, 1, "good")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -294,7 +294,7 @@ func TestJoinTokens(t *testing.T) {
 	if _, err := cluster.RequestJoin(ctx, addr, wrong, req); !errors.Is(err, cluster.ErrJoinRefused) {
 		t.Errorf("wrong secret: %v", err)
 	}
-	expired, _, err := n.CreateToken(ctx, time.Nanosecond, "expired")
+	expired, _, err := n.CreateToken(ctx, time.Nanosecond, 1, "expired")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -302,7 +302,7 @@ func TestJoinTokens(t *testing.T) {
 	if _, err := cluster.RequestJoin(ctx, addr, expired, req); !errors.Is(err, cluster.ErrJoinRefused) {
 		t.Errorf("expired token: %v", err)
 	}
-	revoked, _, err := n.CreateToken(ctx, time.Hour, "revoked")
+	revoked, _, err := n.CreateToken(ctx, time.Hour, 1, "revoked")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -37,6 +37,19 @@ type Config struct {
 	Cert   tls.Certificate
 	// GossipKey is the memberlist encryption key (32 bytes). Required.
 	GossipKey []byte
+	// CAKeyKEK is the key-encryption key of the cluster CA's private key
+	// (KEKSize bytes; never in the Raft log). nil: this node cannot sign
+	// certificates, so it neither admits joins nor renews its own.
+	CAKeyKEK []byte
+	// CertLifetime is the validity of the node certificates this node
+	// signs (at a join, and its own renewals); a node renews its own at
+	// two thirds of it. 0 = DefaultCertLifetime (30 days).
+	CertLifetime time.Duration
+	// OnCertRenewed, if set, is called with the renewed certificate chain
+	// (leaf then CA) and its new private key, both PEM, before the node
+	// starts using them: the caller keeps them for the next start. An
+	// error keeps the old certificate; renewal is tried again later.
+	OnCertRenewed func(certPEM, keyPEM []byte) error
 
 	// Bootstrap makes a node with no Raft state form a one-node cluster.
 	Bootstrap bool
@@ -132,6 +145,9 @@ func (c *Config) setDefaults() {
 	if c.MinVoters == 0 {
 		c.MinVoters = 3
 	}
+	if c.CertLifetime == 0 {
+		c.CertLifetime = DefaultCertLifetime
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -167,6 +183,12 @@ func (c *Config) Validate() error {
 	}
 	if len(c.GossipKey) != 32 {
 		return errors.New("cluster: config: GossipKey must be 32 bytes")
+	}
+	if c.CAKeyKEK != nil && len(c.CAKeyKEK) != KEKSize {
+		return fmt.Errorf("cluster: config: CAKeyKEK must be %d bytes", KEKSize)
+	}
+	if c.CertLifetime < 0 {
+		return errors.New("cluster: config: CertLifetime must not be negative")
 	}
 	return nil
 }

@@ -28,12 +28,14 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []interface{} {
 	out := make([]interface{}, len(logs))
 	entries := make([]storage.Entry, 0, len(logs))
 	pos := make([]int, 0, len(logs))
+	revocation := false
 	for i, l := range logs {
 		if l.Type != raft.LogCommand {
 			continue
 		}
 		entries = append(entries, storage.Entry{Index: l.Index, Data: l.Data})
 		pos = append(pos, i)
+		revocation = revocation || isRevocation(l.Data)
 	}
 	if len(entries) == 0 {
 		return out
@@ -42,7 +44,17 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []interface{} {
 	for i, r := range res {
 		out[pos[i]] = r
 	}
+	if revocation && f.node != nil {
+		f.node.loadRevocations()
+	}
 	return out
+}
+
+// isRevocation reports whether an encoded command (storage.Command.Encode:
+// version byte, then type byte) changes the revocation list. A command the
+// store refuses or skips as a repeat only costs a needless reload.
+func isRevocation(data []byte) bool {
+	return len(data) > 1 && storage.CommandType(data[1]) == storage.CmdCertRevoke
 }
 
 // Snapshot only takes a Pebble snapshot; Persist streams it.
@@ -62,6 +74,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	}
 	if f.node != nil {
 		kick(f.node.repairKick)
+		f.node.loadRevocations()
 	}
 	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"time"
 
 	"github.com/raftmail/raftmail/storage"
@@ -20,8 +21,13 @@ import (
 const (
 	SettingClusterName = "cluster/name"
 	SettingCACert      = "cluster/ca.crt"
-	SettingCAKey       = "cluster/ca.key"
-	SettingGossipKey   = "cluster/gossip.key"
+	// SettingCAKeySealed is the CA's private key sealed under the
+	// key-encryption key (SealCAKey), which is not in the store.
+	SettingCAKeySealed = "cluster/ca.key.sealed"
+	// SettingCAKey is the CA's private key in the clear, as clusters made
+	// before the key was sealed keep it. Read, never written.
+	SettingCAKey     = "cluster/ca.key"
+	SettingGossipKey = "cluster/gossip.key"
 )
 
 // ErrJoinRefused wraps every reason the cluster gives for refusing a join.
@@ -43,6 +49,7 @@ type joinResponse struct {
 	CACert      []byte   `json:"ca_cert"`
 	Cert        []byte   `json:"cert"`
 	GossipKey   []byte   `json:"gossip_key"`
+	CAKeyKEK    []byte   `json:"ca_kek,omitempty"`
 	Seeds       []string `json:"seeds"` // gossip addresses of live members
 }
 
@@ -62,7 +69,10 @@ type JoinResult struct {
 	CACertPEM   []byte
 	CertPEM     []byte
 	GossipKey   []byte
-	Seeds       []string
+	// CAKeyKEK opens the CA key in the replicated store, so that the new
+	// node can admit others and renew its certificate (Config.CAKeyKEK).
+	CAKeyKEK []byte
+	Seeds    []string
 }
 
 // RequestJoin asks the node at addr (a cluster port) to admit a new node.
@@ -117,6 +127,7 @@ func RequestJoin(ctx context.Context, addr string, tok Token, req JoinRequest) (
 		CACertPEM:   joined.CACert,
 		CertPEM:     joined.Cert,
 		GossipKey:   joined.GossipKey,
+		CAKeyKEK:    joined.CAKeyKEK,
 		Seeds:       joined.Seeds,
 	}, nil
 }
@@ -176,6 +187,10 @@ func (n *Node) admit(req *joinRequest) (*joinResponse, error) {
 	if !tok.Expires.IsZero() && time.Now().After(tok.Expires) {
 		return nil, fmt.Errorf("join token %s expired at %s: create a new one with `raftmail token create`", tok.ID, tok.Expires.UTC().Format(time.RFC3339))
 	}
+	if tok.Uses() >= tok.Limit() {
+		return nil, fmt.Errorf("join token %s has been used already (%d of %d uses, by %s): create a new one with `raftmail token create` (--uses N for a token that admits N nodes)",
+			tok.ID, tok.Uses(), tok.Limit(), strings.Join(tok.UsedBy, ", "))
+	}
 	if err := CheckNodeName(req.NodeName); err != nil {
 		return nil, err
 	}
@@ -204,7 +219,11 @@ func (n *Node) admit(req *joinRequest) (*joinResponse, error) {
 			ips = append(ips, ip)
 		}
 	}
-	certPEM, err := ca.IssueNodeCert(req.NodeName, pub, req.DNSNames, ips)
+	certPEM, err := ca.IssueNodeCertFor(n.cfg.CertLifetime, req.NodeName, pub, req.DNSNames, ips)
+	if err != nil {
+		return nil, err
+	}
+	leaf, err := ParseCertPEM(certPEM)
 	if err != nil {
 		return nil, err
 	}
@@ -219,19 +238,56 @@ func (n *Node) admit(req *joinRequest) (*joinResponse, error) {
 			seeds = append(seeds, m.Addr)
 		}
 	}
-	return &joinResponse{ClusterName: string(name), CACert: ca.CertPEM, Cert: certPEM, GossipKey: gk, Seeds: seeds}, nil
+	// Spend a use of the token and record the certificate, through Raft:
+	// of two joins racing with a single-use token only one commits. The
+	// certificate is handed out only after that.
+	if err := n.useToken(tok.ID, certRecord(leaf)); err != nil {
+		return nil, err
+	}
+	return &joinResponse{ClusterName: string(name), CACert: ca.CertPEM, Cert: certPEM, GossipKey: gk, CAKeyKEK: n.cfg.CAKeyKEK, Seeds: seeds}, nil
 }
 
+func (n *Node) useToken(id string, c storage.NodeCert) error {
+	cmd, err := storage.NewCommand(storage.CmdTokenUse, storage.TokenUse{ID: id, Cert: c})
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	_, res, err := n.Propose(ctx, cmd)
+	if err != nil {
+		return fmt.Errorf("the cluster cannot record the join right now (%w): try again when `raftmail status` shows a leader", err)
+	}
+	if err := res.Err(); err != nil {
+		var re *storage.ResultError
+		if errors.As(err, &re) {
+			return errors.New(strings.TrimSuffix(re.Msg, ": "+storage.ErrInvalid.Error()))
+		}
+		return err
+	}
+	return nil
+}
+
+// loadCA opens the CA's private key from the store with this node's KEK
+// (or reads it in the clear from a cluster made before keys were sealed).
 func (n *Node) loadCA() (*CA, error) {
 	certPEM, err := n.store.Setting(SettingCACert)
 	if err != nil {
 		return nil, fmt.Errorf("cluster CA not in the store yet: %w", err)
 	}
-	keyPEM, err := n.store.Setting(SettingCAKey)
+	sealed, err := n.store.Setting(SettingCAKeySealed)
+	if errors.Is(err, storage.ErrNotFound) {
+		if keyPEM, lerr := n.store.Setting(SettingCAKey); lerr == nil {
+			return LoadCA(certPEM, keyPEM)
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("cluster CA key not in the store yet: %w", err)
 	}
-	return LoadCA(certPEM, keyPEM)
+	if n.cfg.CAKeyKEK == nil {
+		return nil, errors.New("this node holds no CA key-encryption key, so it cannot sign certificates: join through another member")
+	}
+	return OpenCAKey(n.cfg.CAKeyKEK, certPEM, sealed)
 }
 
 // CAFingerprint is the SHA-256 of the cluster CA certificate.
@@ -243,16 +299,20 @@ func (n *Node) CAFingerprint() [32]byte {
 	return fp
 }
 
-// CreateToken makes a join token valid for ttl (0 = no expiry) and stores
-// its secret's hash in the replicated store.
-func (n *Node) CreateToken(ctx context.Context, ttl time.Duration, description string) (Token, storage.JoinToken, error) {
+// CreateToken makes a join token valid for ttl (0 = no expiry) that admits
+// up to uses nodes (0 = 1), and stores its secret's hash in the replicated
+// store.
+func (n *Node) CreateToken(ctx context.Context, ttl time.Duration, uses int, description string) (Token, storage.JoinToken, error) {
+	if uses < 0 {
+		return Token{}, storage.JoinToken{}, fmt.Errorf("cluster: create token: %d uses: want 1 or more", uses)
+	}
 	tok, err := NewToken(n.CAFingerprint())
 	if err != nil {
 		return Token{}, storage.JoinToken{}, err
 	}
 	tok.Addrs = []string{n.cfg.ClusterAdvertise}
 	now := time.Now().UTC()
-	jt := storage.JoinToken{ID: tok.ID, SecretHash: HashSecret(tok.Secret), Created: now, Description: description}
+	jt := storage.JoinToken{ID: tok.ID, SecretHash: HashSecret(tok.Secret), Created: now, Description: description, MaxUses: max(uses, 1)}
 	if ttl > 0 {
 		jt.Expires = now.Add(ttl)
 	}
@@ -270,13 +330,22 @@ func (n *Node) CreateToken(ctx context.Context, ttl time.Duration, description s
 	return tok, jt, nil
 }
 
-// InstallSecrets stores the cluster CA, its key, the gossip key and the
-// cluster name in the replicated store (done once, by init).
+// InstallSecrets stores the cluster name, the CA, its key sealed under this
+// node's key-encryption key (Config.CAKeyKEK, required) and the gossip key
+// in the replicated store, and records this node's certificate (done once,
+// by init).
 func (n *Node) InstallSecrets(ctx context.Context, name string, ca *CA, gossipKey []byte) error {
+	if n.cfg.CAKeyKEK == nil {
+		return errors.New("cluster: install secrets: the node has no CA key-encryption key (Config.CAKeyKEK)")
+	}
+	sealed, err := SealCAKey(n.cfg.CAKeyKEK, ca)
+	if err != nil {
+		return err
+	}
 	for _, kv := range []struct {
 		k string
 		v []byte
-	}{{SettingClusterName, []byte(name)}, {SettingCACert, ca.CertPEM}, {SettingCAKey, ca.KeyPEM}, {SettingGossipKey, gossipKey}} {
+	}{{SettingClusterName, []byte(name)}, {SettingCACert, ca.CertPEM}, {SettingCAKeySealed, sealed}, {SettingGossipKey, gossipKey}} {
 		cmd, err := storage.NewCommand(storage.CmdSettingSet, struct {
 			Key   string
 			Value []byte
@@ -292,7 +361,7 @@ func (n *Node) InstallSecrets(ctx context.Context, name string, ca *CA, gossipKe
 			return fmt.Errorf("store %s: %w", kv.k, err)
 		}
 	}
-	return nil
+	return n.recordCert(certRecord(n.certs.leaf()), "")
 }
 
 // ParseCertPEM parses the first certificate in a PEM block.

@@ -328,7 +328,7 @@ func (n *Node) reconcileOnce() {
 		}
 	}
 	for name, m := range alive {
-		if _, ok := inRaft[name]; ok || m.Meta[metaClusterAddr] == "" {
+		if _, ok := inRaft[name]; ok || m.Meta[metaClusterAddr] == "" || n.nodeRevoked(name) {
 			continue
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -72,6 +73,11 @@ type Node struct {
 	logHealth logHealth
 	leaders   *leaderWatch // fires when this node's view of the leader changes
 
+	certs    *certState                                  // this node's certificate (certs.go)
+	revoked  atomic.Pointer[map[string]storage.NodeCert] // revocation list by serial
+	conns    *connSet                                    // connections to close on revocation
+	certKick chan struct{}
+
 	reconcileKick chan struct{}
 	repairKick    chan struct{}
 	stop          chan struct{}
@@ -100,7 +106,14 @@ func New(cfg Config, store *storage.Store) (*Node, error) {
 		stop:          make(chan struct{}),
 		ready:         make(chan struct{}),
 		leaders:       newLeaderWatch(),
+		conns:         newConnSet(),
+		certKick:      make(chan struct{}, 1),
 	}
+	certs, err := newCertState(cfg.CACert, cfg.Cert)
+	if err != nil {
+		return nil, err
+	}
+	n.certs = certs
 	n.mu.deadSince = make(map[string]time.Time)
 	return n, nil
 }
@@ -111,7 +124,7 @@ func (n *Node) Name() string { return n.cfg.NodeName }
 // Store is the node's local state machine store.
 func (n *Node) Store() *storage.Store { return n.store }
 
-func (n *Node) clientTLS() *tls.Config { return ClientTLSConfig(n.cfg.CACert, n.cfg.Cert) }
+func (n *Node) clientTLS() *tls.Config { return clientTLS(n.cfg.CACert, n.tlsHooks()) }
 
 // Start opens the cluster port, starts Raft (bootstrapping a one-node
 // cluster if configured and there is no state yet), joins gossip and starts
@@ -125,9 +138,11 @@ func (n *Node) Start() error {
 	if err != nil {
 		return fmt.Errorf("cluster: listen on cluster port %s: %w", n.cfg.ClusterBind, err)
 	}
-	n.dialer = &dialer{tlsConf: n.clientTLS}
+	n.loadRevocations()
+	n.dialer = &dialer{tlsConf: n.clientTLS, conns: n.conns}
 	n.rpc = newRPCClient(n.dialer)
-	n.mux = newMuxListener(ln, ServerTLSConfig(n.cfg.CACert, n.cfg.Cert), n.log)
+	n.mux = newMuxListener(ln, serverTLS(n.cfg.CACert, n.tlsHooks()), n.log)
+	n.mux.conns = n.conns
 	n.mux.rpc = n.serveRPC
 	n.mux.join = n.serveJoin
 	n.mux.ready = n.ready
@@ -142,10 +157,11 @@ func (n *Node) Start() error {
 		n.mux.close()
 		return err
 	}
-	n.wg.Add(3)
+	n.wg.Add(4)
 	go n.reconcileLoop()
 	go n.repairLoop()
 	go n.joinLoop()
+	go n.certLoop()
 	close(n.ready)
 	return nil
 }
@@ -273,11 +289,16 @@ func (n *Node) Leave(ctx context.Context) error {
 			n.log.Warn("leadership transfer before leave failed", "err", err)
 		}
 	}
-	if err := n.RemoveServer(ctx, n.cfg.NodeName); err != nil {
+	if err := n.removeServer(ctx, n.cfg.NodeName); err != nil {
 		return fmt.Errorf("cluster: leave: %w", err)
 	}
 	if n.ml != nil {
 		_ = n.ml.Leave(5 * time.Second)
+	}
+	// Revoked once out of gossip, so that the leader does not meanwhile
+	// take the node, alive in gossip, for one to add back.
+	if _, err := n.RevokeNode(ctx, n.cfg.NodeName); err != nil {
+		n.log.Warn("left the cluster, but could not revoke this node's certificate", "err", err)
 	}
 	return n.Shutdown()
 }

@@ -17,6 +17,8 @@ package cluster
 import (
 	"bytes"
 	"crypto"
+	"crypto/aes"
+	"crypto/cipher"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
@@ -41,8 +43,12 @@ import (
 )
 
 const (
-	caValidity   = 10 * 365 * 24 * time.Hour
-	nodeValidity = 5 * 365 * 24 * time.Hour
+	caValidity = 10 * 365 * 24 * time.Hour
+	// DefaultCertLifetime is how long a node certificate is valid unless
+	// Config.CertLifetime says otherwise. Nodes renew theirs at two thirds
+	// of it (certs.go), so a certificate that leaks is good for weeks, not
+	// years, even if nobody revokes it.
+	DefaultCertLifetime = 30 * 24 * time.Hour
 	// clockSkew backdates NotBefore so a node whose clock is slightly
 	// behind the CA's still accepts a freshly issued certificate.
 	clockSkew = time.Hour
@@ -216,9 +222,18 @@ func checkNodePublicKey(pub crypto.PublicKey) error {
 
 // IssueNodeCert signs a certificate for a node: CN and a DNS SAN are the
 // node name, plus the given DNS names and IPs; usable for both TLS server
-// and client authentication; valid for 5 years (never beyond the CA).
-// It returns the leaf certificate only, as PEM.
+// and client authentication; valid for DefaultCertLifetime (never beyond
+// the CA). It returns the leaf certificate only, as PEM.
 func (ca *CA) IssueNodeCert(nodeName string, pub crypto.PublicKey, dnsNames []string, ips []net.IP) (certPEM []byte, err error) {
+	return ca.IssueNodeCertFor(DefaultCertLifetime, nodeName, pub, dnsNames, ips)
+}
+
+// IssueNodeCertFor is IssueNodeCert for a certificate valid for lifetime
+// from now (NotBefore is set clockSkew earlier).
+func (ca *CA) IssueNodeCertFor(lifetime time.Duration, nodeName string, pub crypto.PublicKey, dnsNames []string, ips []net.IP) (certPEM []byte, err error) {
+	if lifetime <= 0 {
+		return nil, errors.New("cluster: issue node certificate: lifetime must be positive")
+	}
 	if ca == nil || ca.Cert == nil || ca.Key == nil {
 		return nil, errors.New("cluster: issue node certificate: CA has no private key")
 	}
@@ -254,7 +269,7 @@ func (ca *CA) IssueNodeCert(nodeName string, pub crypto.PublicKey, dnsNames []st
 		return nil, fmt.Errorf("cluster: issue node certificate: %w", err)
 	}
 	now := time.Now()
-	notAfter := now.Add(nodeValidity)
+	notAfter := now.Add(lifetime)
 	if notAfter.After(ca.Cert.NotAfter) {
 		notAfter = ca.Cert.NotAfter
 	}
@@ -322,14 +337,8 @@ func NodeNameFromCert(c *x509.Certificate) string {
 // must check len(ConnectionState().PeerCertificates) > 0. The server sends
 // the chain [leaf, CA] so that a joiner can check the CA's fingerprint.
 func ServerTLSConfig(ca *x509.Certificate, node tls.Certificate) *tls.Config {
-	pool := x509.NewCertPool()
-	pool.AddCert(ca)
-	return &tls.Config{
-		MinVersion:   tls.VersionTLS13,
-		Certificates: []tls.Certificate{certWithCA(node, ca)},
-		ClientAuth:   tls.VerifyClientCertIfGiven,
-		ClientCAs:    pool,
-	}
+	c := certWithCA(node, ca)
+	return serverTLS(ca, tlsHooks{cert: func() *tls.Certificate { return &c }})
 }
 
 // ClientTLSConfig is for dialing another node's cluster port. The server is
@@ -338,6 +347,44 @@ func ServerTLSConfig(ca *x509.Certificate, node tls.Certificate) *tls.Config {
 // certificate is always sent, so a node with a certificate from the wrong
 // CA fails the handshake instead of being taken for a joiner.
 func ClientTLSConfig(ca *x509.Certificate, node tls.Certificate) *tls.Config {
+	return clientTLS(ca, tlsHooks{cert: func() *tls.Certificate { return &node }})
+}
+
+// tlsHooks are what a running node plugs into its TLS configurations: its
+// current certificate (renewed without a restart) and a check of the
+// peer's certificate against the cluster's revocation list, made on every
+// handshake, at both ends.
+type tlsHooks struct {
+	cert  func() *tls.Certificate
+	check func(leaf *x509.Certificate) error // nil: none
+}
+
+func (h tlsHooks) checkPeer(chain []*x509.Certificate) error {
+	if h.check == nil || len(chain) == 0 {
+		return nil
+	}
+	return h.check(chain[0])
+}
+
+func serverTLS(ca *x509.Certificate, h tlsHooks) *tls.Config {
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	return &tls.Config{
+		MinVersion: tls.VersionTLS13,
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			return h.cert(), nil
+		},
+		ClientAuth: tls.VerifyClientCertIfGiven,
+		ClientCAs:  pool,
+		// Go has verified a client chain against the CA by now; a joiner
+		// sends none.
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			return h.checkPeer(cs.PeerCertificates)
+		},
+	}
+}
+
+func clientTLS(ca *x509.Certificate, h tlsHooks) *tls.Config {
 	pool := x509.NewCertPool()
 	pool.AddCert(ca)
 	return &tls.Config{
@@ -346,12 +393,108 @@ func ClientTLSConfig(ca *x509.Certificate, node tls.Certificate) *tls.Config {
 		// want; VerifyConnection below does the chain check instead.
 		InsecureSkipVerify: true,
 		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
-			return &node, nil
+			return h.cert(), nil
 		},
 		VerifyConnection: func(cs tls.ConnectionState) error {
-			return verifyPeerChain(cs.PeerCertificates, pool, x509.ExtKeyUsageServerAuth)
+			if err := verifyPeerChain(cs.PeerCertificates, pool, x509.ExtKeyUsageServerAuth); err != nil {
+				return err
+			}
+			return h.checkPeer(cs.PeerCertificates)
 		},
 	}
+}
+
+// CertSerial is a certificate's serial number as the cluster records it:
+// lowercase hex.
+func CertSerial(c *x509.Certificate) string {
+	if c == nil || c.SerialNumber == nil {
+		return ""
+	}
+	return c.SerialNumber.Text(16)
+}
+
+// The CA's private key is kept in the replicated store only sealed with
+// AES-256-GCM under a key-encryption key (KEK) that never enters the Raft
+// log: it is made by `init`, kept in each node's data directory and handed
+// to a joining node in the join answer. A copy of raft.db, of a snapshot
+// or of the store alone does not give the CA key away.
+//
+//	sealed = "rmck1" | nonce [12] | AES-256-GCM(KEK, nonce, PKCS#8 PEM, AAD)
+//	AAD    = "raftmail cluster CA key" | SHA-256 of the CA certificate
+const (
+	sealedCAKeyMagic = "rmck1"
+	sealedCAKeyLabel = "raftmail cluster CA key"
+	// KEKSize is the size of the CA key-encryption key.
+	KEKSize = 32
+)
+
+// ErrKEKMismatch: the sealed CA key does not open with this KEK (another
+// cluster's, or damaged).
+var ErrKEKMismatch = errors.New("cluster: the CA key does not open with this node's key-encryption key")
+
+// NewKEK makes a random CA key-encryption key.
+func NewKEK() ([]byte, error) {
+	k := make([]byte, KEKSize)
+	if _, err := rand.Read(k); err != nil {
+		return nil, fmt.Errorf("cluster: new key-encryption key: %w", err)
+	}
+	return k, nil
+}
+
+func caKeyAEAD(kek []byte) (cipher.AEAD, error) {
+	if len(kek) != KEKSize {
+		return nil, fmt.Errorf("cluster: key-encryption key is %d bytes, want %d", len(kek), KEKSize)
+	}
+	block, err := aes.NewCipher(kek)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: key-encryption key: %w", err)
+	}
+	return cipher.NewGCM(block)
+}
+
+func sealedCAKeyAAD(caCert *x509.Certificate) []byte {
+	fp := sha256.Sum256(caCert.Raw)
+	return append([]byte(sealedCAKeyLabel), fp[:]...)
+}
+
+// SealCAKey encrypts the CA's private key under kek for the replicated
+// store.
+func SealCAKey(kek []byte, ca *CA) ([]byte, error) {
+	if ca == nil || ca.Cert == nil || len(ca.KeyPEM) == 0 {
+		return nil, errors.New("cluster: seal CA key: CA has no private key")
+	}
+	aead, err := caKeyAEAD(kek)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]byte, len(sealedCAKeyMagic)+aead.NonceSize(), len(sealedCAKeyMagic)+aead.NonceSize()+len(ca.KeyPEM)+aead.Overhead())
+	copy(out, sealedCAKeyMagic)
+	if _, err := rand.Read(out[len(sealedCAKeyMagic):]); err != nil {
+		return nil, fmt.Errorf("cluster: seal CA key: %w", err)
+	}
+	nonce := out[len(sealedCAKeyMagic):]
+	return aead.Seal(out, nonce, ca.KeyPEM, sealedCAKeyAAD(ca.Cert)), nil
+}
+
+// OpenCAKey decrypts a key sealed by SealCAKey and loads the CA with it.
+func OpenCAKey(kek, caCertPEM, sealed []byte) (*CA, error) {
+	cert, err := parseCertificatePEM(caCertPEM)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: open CA key: %w", err)
+	}
+	aead, err := caKeyAEAD(kek)
+	if err != nil {
+		return nil, err
+	}
+	if !bytes.HasPrefix(sealed, []byte(sealedCAKeyMagic)) || len(sealed) < len(sealedCAKeyMagic)+aead.NonceSize()+aead.Overhead() {
+		return nil, errors.New("cluster: open CA key: not a sealed CA key")
+	}
+	nonce := sealed[len(sealedCAKeyMagic) : len(sealedCAKeyMagic)+aead.NonceSize()]
+	keyPEM, err := aead.Open(nil, nonce, sealed[len(sealedCAKeyMagic)+aead.NonceSize():], sealedCAKeyAAD(cert))
+	if err != nil {
+		return nil, ErrKEKMismatch
+	}
+	return LoadCA(caCertPEM, keyPEM)
 }
 
 // PinnedTLSConfig is for a joiner that has no certificate yet. It accepts

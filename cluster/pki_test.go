@@ -159,7 +159,7 @@ func TestPKIIssueNodeCert(t *testing.T) {
 	if c.IsCA {
 		t.Fatal("node certificate is a CA")
 	}
-	if d := time.Until(c.NotAfter); d < 4*365*24*time.Hour || c.NotAfter.After(ca.Cert.NotAfter) {
+	if d := time.Until(c.NotAfter); d < DefaultCertLifetime-time.Minute || d > DefaultCertLifetime || c.NotAfter.After(ca.Cert.NotAfter) {
 		t.Fatalf("node certificate NotAfter %v", c.NotAfter)
 	}
 	if !c.PublicKey.(*ecdsa.PublicKey).Equal(key.Public()) {
@@ -584,4 +584,76 @@ func FuzzParseToken(f *testing.F) {
 			t.Fatalf("re-parse: %+v != %+v", again, got)
 		}
 	})
+}
+
+func TestSealCAKey(t *testing.T) {
+	ca := newTestCA(t, "seal")
+	kek, err := NewKEK()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealed, err := SealCAKey(kek, ca)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(sealed, ca.KeyPEM) || bytes.Contains(sealed, []byte("PRIVATE KEY")) {
+		t.Fatal("sealed CA key holds the key in the clear")
+	}
+	got, err := OpenCAKey(kek, ca.CertPEM, sealed)
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	if !bytes.Equal(got.KeyPEM, ca.KeyPEM) {
+		t.Fatal("opened key differs")
+	}
+	other, _ := NewKEK()
+	if _, err := OpenCAKey(other, ca.CertPEM, sealed); !errors.Is(err, ErrKEKMismatch) {
+		t.Errorf("wrong KEK: %v", err)
+	}
+	// The sealed key is bound to its CA certificate.
+	if _, err := OpenCAKey(kek, newTestCA(t, "other").CertPEM, sealed); !errors.Is(err, ErrKEKMismatch) {
+		t.Errorf("other CA: %v", err)
+	}
+	if _, err := OpenCAKey(kek[:16], ca.CertPEM, sealed); err == nil {
+		t.Error("short KEK accepted")
+	}
+	if _, err := OpenCAKey(kek, ca.CertPEM, sealed[:len(sealed)-1]); err == nil {
+		t.Error("cut sealed key opened")
+	}
+}
+
+func FuzzOpenCAKey(f *testing.F) {
+	ca := newTestCA(f, "fuzz")
+	kek := bytes.Repeat([]byte{7}, KEKSize)
+	sealed, err := SealCAKey(kek, ca)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(sealed)
+	f.Add([]byte(sealedCAKeyMagic))
+	f.Add([]byte{})
+	f.Add(append([]byte(sealedCAKeyMagic), make([]byte, 28)...))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		got, err := OpenCAKey(kek, ca.CertPEM, b)
+		if err != nil {
+			return
+		}
+		if !bytes.Equal(got.KeyPEM, ca.KeyPEM) {
+			t.Fatalf("opened %q to another key", b)
+		}
+	})
+}
+
+func TestRenewAt(t *testing.T) {
+	now := time.Now()
+	leaf := &x509.Certificate{NotBefore: now.Add(-clockSkew), NotAfter: now.Add(30 * time.Hour)}
+	if got := renewAt(leaf, 30*time.Hour); got.Sub(now) != 20*time.Hour {
+		t.Errorf("renewAt of a 30h certificate: %v after issue, want 20h", got.Sub(now))
+	}
+	// A certificate longer-lived than the lifetime (from an older version)
+	// is renewed at two thirds of the lifetime.
+	leaf.NotAfter = now.Add(5 * 365 * 24 * time.Hour)
+	if got := renewAt(leaf, 30*time.Hour); got.Sub(now) != 20*time.Hour {
+		t.Errorf("renewAt of a 5-year certificate: %v after issue, want 20h", got.Sub(now))
+	}
 }

@@ -168,8 +168,21 @@ func (n *Node) addVoterLocal(id, addr string) error {
 	return n.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, 30*time.Second).Error()
 }
 
-// RemoveServer removes a node from the Raft configuration, from any node.
+// RemoveServer removes a node from the Raft configuration, from any node,
+// and then revokes its certificates, so that it cannot come back on the
+// cluster port (it joins again with a new token).
 func (n *Node) RemoveServer(ctx context.Context, id string) error {
+	if err := n.removeServer(ctx, id); err != nil {
+		return err
+	}
+	if _, err := n.RevokeNode(ctx, id); err != nil {
+		return fmt.Errorf("cluster: %s is removed, but its certificates are not revoked yet (run the removal again): %w", id, err)
+	}
+	return nil
+}
+
+// removeServer is RemoveServer without the revocation.
+func (n *Node) removeServer(ctx context.Context, id string) error {
 	return n.onLeader(ctx, methodRemove, []byte(id), func() error {
 		return n.removeLocal(id)
 	})

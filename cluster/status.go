@@ -34,6 +34,8 @@ type NodeStatus struct {
 	Members      int               `json:"members,omitempty"`  // gossip members this node sees
 	Problems     []string          `json:"problems,omitempty"` // why this node is not healthy (Node.Problems)
 	Time         time.Time         `json:"time"`
+	// CertNotAfter is when the node's current certificate expires.
+	CertNotAfter time.Time `json:"cert_not_after,omitzero"`
 }
 
 // LocalStatus reports this node's own view, state hash included (a scan
@@ -88,6 +90,7 @@ func (n *Node) QuickStatus() NodeStatus {
 		st.Members = n.ml.NumMembers()
 	}
 	st.Gossip = "alive"
+	st.CertNotAfter = n.CertNotAfter().UTC()
 	return st
 }
 

@@ -40,6 +40,9 @@ type muxListener struct {
 	// those connections wait (Raft streams do not: raft takes them when
 	// it starts).
 	ready <-chan struct{}
+	// conns, if set, tracks connections with a node certificate so a
+	// revocation can end them.
+	conns *connSet
 
 	closeOnce sync.Once
 	closed    chan struct{}
@@ -139,22 +142,26 @@ func (m *muxListener) route(raw net.Conn) {
 			return
 		}
 	}
+	var c net.Conn = tc
+	if authed {
+		c = m.conns.track(tc, peerSerial(tc))
+	}
 	switch {
 	case tag[0] == tagJoin:
-		if m.track(tc) {
-			defer m.untrack(tc)
-			m.join(tc)
+		if m.track(c) {
+			defer m.untrack(c)
+			m.join(c)
 		}
 	case tag[0] == tagRaft && authed:
 		select {
-		case m.raftCh <- tc:
+		case m.raftCh <- c:
 		case <-m.closed:
-			_ = tc.Close()
+			_ = c.Close()
 		}
 	case tag[0] == tagRPC && authed:
-		if m.track(tc) {
-			defer m.untrack(tc)
-			m.rpc(tc)
+		if m.track(c) {
+			defer m.untrack(c)
+			m.rpc(c)
 		}
 	case !authed && (tag[0] == tagRaft || tag[0] == tagRPC):
 		m.log.Warn("cluster port: refused connection without a node certificate", "peer", peer)
@@ -212,6 +219,7 @@ func (s *raftStream) Dial(addr raft.ServerAddress, timeout time.Duration) (net.C
 // dialer opens tagged TLS connections to other nodes.
 type dialer struct {
 	tlsConf func() *tls.Config
+	conns   *connSet // nil: connections are not tracked (a joiner's)
 }
 
 func (d *dialer) dial(addr string, tag byte, timeout time.Duration) (net.Conn, error) {
@@ -231,5 +239,5 @@ func (d *dialer) dial(addr string, tag byte, timeout time.Duration) (net.Conn, e
 		return nil, err
 	}
 	_ = tc.SetDeadline(time.Time{})
-	return tc, nil
+	return d.conns.track(tc, peerSerial(tc)), nil
 }

@@ -80,6 +80,7 @@ func NewAdmin(cfg AdminConfig) (*Admin, error) {
 	v1.HandleFunc("POST /v1/tokens", a.tokenCreate)
 	v1.HandleFunc("GET /v1/tokens", a.tokenList)
 	v1.HandleFunc("DELETE /v1/tokens/{id}", a.tokenRevoke)
+	v1.HandleFunc("GET /v1/certs", a.certList)
 	v1.HandleFunc("POST /v1/leave", a.leave)
 	v1.HandleFunc("DELETE /v1/nodes/{name}", a.remove)
 	v1.HandleFunc("GET /v1/domains", a.domainList)
@@ -253,6 +254,7 @@ func (a *Admin) status(w http.ResponseWriter, r *http.Request) {
 type TokenCreateRequest struct {
 	TTL         string `json:"ttl"` // Go duration; "" = 24h, "0" = never expires
 	Description string `json:"description"`
+	Uses        int    `json:"uses,omitempty"` // nodes the token may admit; 0 = 1
 }
 
 // TokenCreated is the answer to POST /v1/tokens.
@@ -260,6 +262,7 @@ type TokenCreated struct {
 	Token   string    `json:"token"`
 	ID      string    `json:"id"`
 	Expires time.Time `json:"expires,omitzero"`
+	Uses    int       `json:"uses"` // nodes it may admit
 	JoinVia string    `json:"join_via"`
 }
 
@@ -277,15 +280,19 @@ func (a *Admin) tokenCreate(w http.ResponseWriter, r *http.Request) {
 		}
 		ttl = d
 	}
+	if req.Uses < 0 {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("uses %d: want the number of nodes the token may admit (1 or more)", req.Uses))
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), 15*time.Second)
 	defer cancel()
-	tok, jt, err := a.node.CreateToken(ctx, ttl, req.Description)
+	tok, jt, err := a.node.CreateToken(ctx, ttl, req.Uses, req.Description)
 	if err != nil {
 		a.writeProposeError(w, err)
 		return
 	}
 	st := a.node.QuickStatus()
-	writeJSON(w, http.StatusCreated, TokenCreated{Token: tok.String(), ID: jt.ID, Expires: jt.Expires, JoinVia: st.ClusterAddr})
+	writeJSON(w, http.StatusCreated, TokenCreated{Token: tok.String(), ID: jt.ID, Expires: jt.Expires, Uses: jt.Limit(), JoinVia: st.ClusterAddr})
 }
 
 // TokenInfo is a token as listed (never its secret).
@@ -294,7 +301,10 @@ type TokenInfo struct {
 	Description string    `json:"description,omitempty"`
 	Created     time.Time `json:"created"`
 	Expires     time.Time `json:"expires,omitzero"`
-	State       string    `json:"state"` // valid, expired, revoked
+	State       string    `json:"state"`    // valid, used, expired, revoked
+	Uses        int       `json:"uses"`     // nodes admitted with it
+	MaxUses     int       `json:"max_uses"` // nodes it may admit
+	UsedBy      []string  `json:"used_by,omitempty"`
 }
 
 func (a *Admin) tokenList(w http.ResponseWriter, r *http.Request) {
@@ -306,10 +316,13 @@ func (a *Admin) tokenList(w http.ResponseWriter, r *http.Request) {
 	out := []TokenInfo{}
 	now := time.Now()
 	for _, t := range toks {
-		ti := TokenInfo{ID: t.ID, Description: t.Description, Created: t.Created, Expires: t.Expires, State: "valid"}
+		ti := TokenInfo{ID: t.ID, Description: t.Description, Created: t.Created, Expires: t.Expires, State: "valid",
+			Uses: t.Uses(), MaxUses: t.Limit(), UsedBy: t.UsedBy}
 		switch {
 		case t.Revoked:
 			ti.State = "revoked"
+		case t.Uses() >= t.Limit():
+			ti.State = "used"
 		case !t.Expires.IsZero() && now.After(t.Expires):
 			ti.State = "expired"
 		}
@@ -318,10 +331,46 @@ func (a *Admin) tokenList(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
+// TokenRevoked is the answer to DELETE /v1/tokens/{id}: the token and
+// the node certificates issued through it are revoked.
+type TokenRevoked struct {
+	Revoked      string   `json:"revoked"`
+	Certificates []string `json:"certificates"` // serials revoked with it
+}
+
 func (a *Admin) tokenRevoke(w http.ResponseWriter, r *http.Request) {
-	if _, ok := a.propose(w, r, storage.CmdTokenRevoke, struct{ ID string }{r.PathValue("id")}); ok {
-		writeJSON(w, http.StatusOK, map[string]string{"revoked": r.PathValue("id")})
+	ctx, cancel := context.WithTimeout(r.Context(), 15*time.Second)
+	defer cancel()
+	serials, err := a.node.RevokeToken(ctx, r.PathValue("id"))
+	if err != nil {
+		a.writeProposeError(w, err)
+		return
 	}
+	writeJSON(w, http.StatusOK, TokenRevoked{Revoked: r.PathValue("id"), Certificates: append([]string{}, serials...)})
+}
+
+// CertInfo is a node certificate the cluster issued, as GET /v1/certs
+// lists it. Records are dropped once their certificate has expired.
+type CertInfo struct {
+	Node      string    `json:"node"`
+	Serial    string    `json:"serial"`
+	Token     string    `json:"token,omitempty"` // the join token it descends from
+	NotAfter  time.Time `json:"not_after"`
+	Revoked   bool      `json:"revoked"`
+	RevokedAt time.Time `json:"revoked_at,omitzero"`
+}
+
+func (a *Admin) certList(w http.ResponseWriter, r *http.Request) {
+	certs, err := a.store.NodeCerts()
+	if err != nil {
+		a.writeProposeError(w, err)
+		return
+	}
+	out := []CertInfo{}
+	for _, c := range certs {
+		out = append(out, CertInfo{Node: c.Node, Serial: c.Serial, Token: c.Token, NotAfter: c.NotAfter, Revoked: c.Revoked, RevokedAt: c.RevokedAt})
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 func (a *Admin) leave(w http.ResponseWriter, r *http.Request) {

@@ -121,6 +121,9 @@ func init() {
 		CmdSettingSet:        (*tx).settingSet,
 		CmdTokenAdd:          (*tx).tokenAdd,
 		CmdTokenRevoke:       (*tx).tokenRevoke,
+		CmdTokenUse:          (*tx).tokenUse,
+		CmdCertAdd:           (*tx).certAdd,
+		CmdCertRevoke:        (*tx).certRevoke,
 		CmdDomainAdd:         (*tx).domainAddDKIM, // domainAdd plus initial DKIM keys
 		CmdDomainRemove:      (*tx).domainRemove,
 		CmdAccountAdd:        (*tx).accountAdd,

@@ -4,9 +4,10 @@
 // It owns:
 //
 //   - the metadata keyspace: domains, accounts, aliases, mailboxes,
-//     messages, the outbound queue, join tokens, cluster settings, the
-//     de-duplication table of applied command IDs and the last applied Raft
-//     index. It is changed only by [Store.Apply], [Store.ApplyBatch] and
+//     messages, the outbound queue, join tokens (and their uses), the
+//     record of issued node certificates (the revocation list), cluster
+//     settings, the de-duplication table of applied command IDs and the last
+//     applied Raft index. It is changed only by [Store.Apply], [Store.ApplyBatch] and
 //     [Store.Restore], and is the whole of what Raft replicates;
 //   - the command encoding ([Command], [Command.Encode], [DecodeCommand]) and
 //     the result of each command ([Result]);

@@ -27,6 +27,7 @@ const (
 	tApplied     = 0x01 // -> be64 last applied index
 	tSetting     = 0x02 // + key -> value
 	tToken       = 0x03 // + id -> JoinToken JSON
+	tCert        = 0x04 // + serial (hex) -> NodeCert JSON
 	tDomain      = 0x10 // + name -> Domain JSON
 	tAccount     = 0x11 // + domain 0x00 local -> Account JSON
 	tAlias       = 0x12 // + domain 0x00 local -> Alias JSON
@@ -75,6 +76,7 @@ func splitAddr(addr string) (local, domain string) {
 
 func settingKey(key string) []byte { return metaKey(tSetting, key) }
 func tokenKey(id string) []byte    { return metaKey(tToken, id) }
+func certKey(serial string) []byte { return metaKey(tCert, serial) }
 func domainKey(name string) []byte { return metaKey(tDomain, name) }
 func queueKey(id string) []byte    { return metaKey(tQueue, id) }
 

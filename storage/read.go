@@ -230,6 +230,9 @@ func (s *Store) Token(id string) (JoinToken, error) {
 	return t, s.getJSON(tokenKey(id), &t, fmt.Sprintf("token %q", id))
 }
 
+// NodeCerts returns the recorded node certificates by serial.
+func (s *Store) NodeCerts() ([]NodeCert, error) { return list[NodeCert](s, metaKey(tCert)) }
+
 // Setting returns a cluster setting; ErrNotFound if unset.
 func (s *Store) Setting(key string) ([]byte, error) {
 	return s.getCopy(settingKey(key), fmt.Sprintf("setting %q", key))

@@ -224,6 +224,29 @@ type JoinToken struct {
 	Expires     time.Time
 	Revoked     bool
 	Description string
+	// MaxUses is how many nodes the token may admit; 0 (a token recorded
+	// before tokens were counted) counts as 1.
+	MaxUses int `json:",omitempty"`
+	// UsedBy names the nodes it admitted, in order.
+	UsedBy []string `json:",omitempty"`
+}
+
+// Uses is how many nodes the token has admitted.
+func (t JoinToken) Uses() int { return len(t.UsedBy) }
+
+// Limit is how many nodes the token may admit.
+func (t JoinToken) Limit() int { return max(t.MaxUses, 1) }
+
+// NodeCert is a node certificate the cluster issued, by serial number.
+// Revoked ones are refused on the cluster port; a record is dropped once
+// its certificate has expired (the TLS handshake refuses it then anyway).
+type NodeCert struct {
+	Serial    string // lowercase hex
+	Node      string
+	Token     string `json:",omitempty"` // the join token it descends from
+	NotAfter  time.Time
+	Revoked   bool      `json:",omitempty"`
+	RevokedAt time.Time `json:",omitzero"`
 }
 
 // QueueRecipient is one remote recipient of a queued message.

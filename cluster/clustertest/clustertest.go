@@ -29,6 +29,7 @@ type Cluster struct {
 	t         testing.TB
 	ca        *cluster.CA
 	gossipKey []byte
+	kek       []byte
 	// dir holds every node's data directory. It is made before StopAll
 	// is registered, so the test's cleanup (last registered, first run)
 	// stops the nodes before their directories are removed.
@@ -59,7 +60,11 @@ func New(t testing.TB, size int, tweak func(*cluster.Config)) *Cluster {
 	}
 	gk := make([]byte, 32)
 	_, _ = rand.Read(gk)
-	c := &Cluster{t: t, ca: ca, gossipKey: gk, dir: t.TempDir()}
+	kek, err := cluster.NewKEK()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &Cluster{t: t, ca: ca, gossipKey: gk, kek: kek, dir: t.TempDir()}
 	t.Cleanup(c.StopAll)
 	for i := 0; i < size; i++ {
 		c.add(tweak)
@@ -74,6 +79,9 @@ func New(t testing.TB, size int, tweak func(*cluster.Config)) *Cluster {
 	c.WaitVoters(size)
 	return c
 }
+
+// CA is the cluster's certificate authority, private key included.
+func (c *Cluster) CA() *cluster.CA { return c.ca }
 
 // WaitVoters waits until the leader counts n voters.
 func (c *Cluster) WaitVoters(n int) {
@@ -150,6 +158,7 @@ func (c *Cluster) add(tweak func(*cluster.Config)) {
 		CACert:             c.ca.Cert,
 		Cert:               cert,
 		GossipKey:          c.gossipKey,
+		CAKeyKEK:           c.kek,
 		Bootstrap:          i == 0,
 		HeartbeatTimeout:   200 * time.Millisecond,
 		ElectionTimeout:    200 * time.Millisecond,

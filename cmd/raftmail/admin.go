@@ -82,18 +82,23 @@ func newTokenCmd() *cobra.Command {
 	c := &cobra.Command{Use: "token", Short: "Create, list and revoke join tokens"}
 	var ttl time.Duration
 	var desc string
-	create := clientCmd("create", "Create a join token", exactArgs(0, "no arguments"), true, func(cmd *cobra.Command, args []string) error {
+	var uses int
+	create := clientCmd("create", "Create a join token (it admits one node, unless --uses says more)", exactArgs(0, "no arguments"), true, func(cmd *cobra.Command, args []string) error {
+		if uses < 1 {
+			return usagef(cmd, "--uses %d: give the number of nodes the token may admit, 1 or more", uses)
+		}
 		var out ops.TokenCreated
-		if err := call(cmd, "POST", "/v1/tokens", ops.TokenCreateRequest{TTL: ttl.String(), Description: desc}, &out); err != nil {
+		if err := call(cmd, "POST", "/v1/tokens", ops.TokenCreateRequest{TTL: ttl.String(), Description: desc, Uses: uses}, &out); err != nil {
 			return err
 		}
 		if wantJSON(cmd) {
 			return printJSON(cmd.OutOrStdout(), out)
 		}
-		fmt.Fprintf(cmd.OutOrStdout(), "%s\n\nOn the new node:\n  raftmail join --token %s %s\n", out.Token, out.Token, out.JoinVia)
+		fmt.Fprintf(cmd.OutOrStdout(), "%s\n\nOn the new node (the token admits %s):\n  raftmail join --token %s %s\n", out.Token, nodesText(out.Uses), out.Token, out.JoinVia)
 		return nil
 	})
 	create.Flags().DurationVar(&ttl, "ttl", 24*time.Hour, "how long the token is valid (0 = until revoked)")
+	create.Flags().IntVar(&uses, "uses", 1, "how many nodes the token may admit")
 	create.Flags().StringVar(&desc, "description", "", "a note shown by `token list`")
 	list := clientCmd("list", "List join tokens", exactArgs(0, "no arguments"), true, func(cmd *cobra.Command, args []string) error {
 		var out []ops.TokenInfo
@@ -104,21 +109,30 @@ func newTokenCmd() *cobra.Command {
 			return printJSON(cmd.OutOrStdout(), out)
 		}
 		tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tSTATE\tCREATED\tEXPIRES\tDESCRIPTION")
+		fmt.Fprintln(tw, "ID\tSTATE\tCREATED\tEXPIRES\tUSES\tDESCRIPTION")
 		for _, t := range out {
 			exp := "never"
 			if !t.Expires.IsZero() {
 				exp = t.Expires.Format(time.RFC3339)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", t.ID, t.State, t.Created.Format(time.RFC3339), exp, t.Description)
+			used := fmt.Sprintf("%d/%d", t.Uses, t.MaxUses)
+			if len(t.UsedBy) > 0 {
+				used += " (" + strings.Join(t.UsedBy, ", ") + ")"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", t.ID, t.State, t.Created.Format(time.RFC3339), exp, used, t.Description)
 		}
 		return tw.Flush()
 	})
-	revoke := clientCmd("revoke ID", "Revoke a join token", exactArgs(1, "a token ID (see `raftmail token list`)"), false, func(cmd *cobra.Command, args []string) error {
-		if err := call(cmd, "DELETE", "/v1/tokens/"+url.PathEscape(args[0]), nil, nil); err != nil {
+	revoke := clientCmd("revoke ID", "Revoke a join token and the certificates of the nodes it admitted", exactArgs(1, "a token ID (see `raftmail token list`)"), false, func(cmd *cobra.Command, args []string) error {
+		var out ops.TokenRevoked
+		if err := call(cmd, "DELETE", "/v1/tokens/"+url.PathEscape(args[0]), nil, &out); err != nil {
 			return err
 		}
-		fmt.Fprintf(cmd.OutOrStdout(), "Revoked token %s.\n", args[0])
+		fmt.Fprintf(cmd.OutOrStdout(), "Revoked token %s", args[0])
+		if len(out.Certificates) > 0 {
+			fmt.Fprintf(cmd.OutOrStdout(), " and %d node certificate(s) issued through it: every node now refuses them", len(out.Certificates))
+		}
+		fmt.Fprintln(cmd.OutOrStdout(), ".")
 		return nil
 	})
 	c.AddCommand(create, list, revoke)
@@ -155,7 +169,7 @@ func newStatusCmd() *cobra.Command {
 			return printJSON(cmd.OutOrStdout(), out)
 		}
 		tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "NODE\tADDRESS\tROLE\tVOTER\tLEADER\tGOSSIP\tLAST CONTACT\tAPPLIED\tLAG\tMISSING BLOBS\tSTATE HASH")
+		fmt.Fprintln(tw, "NODE\tADDRESS\tROLE\tVOTER\tLEADER\tGOSSIP\tLAST CONTACT\tAPPLIED\tLAG\tMISSING BLOBS\tSTATE HASH\tCERT EXPIRES")
 		for _, s := range out {
 			role := s.Role
 			if !s.Reachable {
@@ -165,7 +179,7 @@ func newStatusCmd() *cobra.Command {
 			if len(hash) > 12 {
 				hash = hash[:12]
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%s\t%s\t%s\t%d\t%d\t%d\t%s\n", s.Name, s.ClusterAddr, role, s.Voter, s.Leader, s.Gossip, s.LastContact, s.AppliedIndex, s.Lag, s.MissingBlobs, hash)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\n", s.Name, s.ClusterAddr, role, s.Voter, s.Leader, s.Gossip, s.LastContact, s.AppliedIndex, s.Lag, s.MissingBlobs, hash, certExpiry(s.CertNotAfter))
 		}
 		if err := tw.Flush(); err != nil {
 			return err
@@ -175,8 +189,37 @@ func newStatusCmd() *cobra.Command {
 				fmt.Fprintf(cmd.OutOrStdout(), "%s: %s\n", s.Name, s.Error)
 			}
 		}
-		return nil
+		return printRevoked(cmd)
 	})
+}
+
+func certExpiry(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+// printRevoked lists the revoked node certificates the cluster still
+// records (until they expire), after the status table.
+func printRevoked(cmd *cobra.Command) error {
+	var certs []ops.CertInfo
+	if err := call(cmd, "GET", "/v1/certs", nil, &certs); err != nil {
+		return err
+	}
+	for _, c := range certs {
+		if c.Revoked {
+			fmt.Fprintf(cmd.OutOrStdout(), "revoked: node %s, certificate %s, at %s (refused by every node)\n", c.Node, c.Serial, c.RevokedAt.UTC().Format(time.RFC3339))
+		}
+	}
+	return nil
+}
+
+func nodesText(n int) string {
+	if n == 1 {
+		return "one node"
+	}
+	return fmt.Sprintf("%d nodes", n)
 }
 
 func newDomainCmd() *cobra.Command {

@@ -13,6 +13,7 @@ import (
 	"github.com/BurntSushi/toml"
 	"github.com/spf13/pflag"
 
+	"github.com/raftmail/raftmail/cluster"
 	"github.com/raftmail/raftmail/protocol/connlimit"
 	"github.com/raftmail/raftmail/protocol/smtp"
 )
@@ -109,6 +110,7 @@ type nodeConfig struct {
 	TrailingLogs      uint64   `toml:"trailing_logs,omitempty"`
 	GossipInterval    duration `toml:"gossip_interval,omitempty"`
 	DeadServerGrace   duration `toml:"dead_server_grace,omitempty"`
+	CertLifetime      duration `toml:"cert_lifetime,omitempty"`
 
 	dataDir string
 }
@@ -152,6 +154,18 @@ func (c *nodeConfig) storeDir() string { return c.path("store") }
 func (c *nodeConfig) caFile() string   { return c.path("cluster", "ca.crt") }
 func (c *nodeConfig) certFile() string { return c.path("cluster", "node.crt") }
 func (c *nodeConfig) keyFile() string  { return c.path("cluster", "node.key") }
+
+// certLifetime is --cert-lifetime, or the default.
+func (c *nodeConfig) certLifetime() time.Duration {
+	if c.CertLifetime.Duration > 0 {
+		return c.CertLifetime.Duration
+	}
+	return cluster.DefaultCertLifetime
+}
+
+// kekFile holds the key-encryption key of the CA key in the replicated
+// store (cluster/DESIGN.md, "Certificates").
+func (c *nodeConfig) kekFile() string { return c.path("cluster", "ca.kek") }
 func (c *nodeConfig) gossipFile() string {
 	return c.path("cluster", "gossip.key")
 }
@@ -268,6 +282,7 @@ func addNodeFlags(fs *pflag.FlagSet) {
 	fs.Uint64("trailing-logs", 0, "log entries kept after a snapshot (default 20480)")
 	fs.Duration("gossip-interval", 0, "gossip interval; lower for tests (default memberlist's LAN setting)")
 	fs.Duration("dead-server-grace", 0, "how long a voter must be dead before the leader removes it (default 5m)")
+	fs.Duration("cert-lifetime", 0, "validity of the node certificates this node signs (at a join, and its own renewals, made at two thirds of it); at least 1m (default 720h)")
 }
 
 func envName(flag string) string {
@@ -395,6 +410,7 @@ func loadNodeConfig(fs *pflag.FlagSet) (*nodeConfig, error) {
 	set("trailing-logs", num(&cfg.TrailingLogs))
 	set("gossip-interval", dur(&cfg.GossipInterval))
 	set("dead-server-grace", dur(&cfg.DeadServerGrace))
+	set("cert-lifetime", dur(&cfg.CertLifetime))
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
@@ -403,6 +419,9 @@ func loadNodeConfig(fs *pflag.FlagSet) (*nodeConfig, error) {
 	}
 	if cfg.ShutdownTimeout.Duration < 0 {
 		return nil, errors.New("--shutdown-timeout: want a positive duration, or 0 for the default")
+	}
+	if d := cfg.CertLifetime.Duration; d != 0 && d < time.Minute {
+		return nil, fmt.Errorf("--cert-lifetime %s: want at least 1m, or 0 for the default (720h)", d)
 	}
 	if err := cfg.resolveAdvertise(advertise); err != nil {
 		return nil, err

@@ -143,6 +143,12 @@ func TestE2EJoinRefusals(t *testing.T) {
 	stranger := newNode(t, "stranger")
 	foreign := stranger.initCluster()
 
+	// A single-use token that admitted a node already.
+	used := createToken("10m")
+	if res := newNode(t, "first").join(used.Token, via); res.exitCode != 0 {
+		t.Fatalf("first join with a fresh token: %s", res)
+	}
+
 	i := 0
 
 	for _, tc := range []struct {
@@ -153,6 +159,7 @@ func TestE2EJoinRefusals(t *testing.T) {
 		{"wrong secret", wrongSecret, []string{"join refused", "secret does not match"}},
 		{"expired", short.Token, []string{"join refused", "expired"}},
 		{"revoked", revoked.Token, []string{"join refused", "revoked"}},
+		{"used", used.Token, []string{"join refused", "has been used already (1 of 1 uses, by first)", "raftmail token create"}},
 		{"other cluster", foreign, []string{"CA fingerprint mismatch"}},
 		{"garbage", "garbage", []string{"not a Raftmail join token"}},
 	} {

@@ -154,7 +154,7 @@ func initCluster(cfg *nodeConfig, clusterName string, tokenTTL time.Duration, lo
 		return cluster.Token{}, err
 	}
 	dns, ips := certNames(cfg)
-	certPEM, err := ca.IssueNodeCert(cfg.Name, key.Public(), dns, ips)
+	certPEM, err := ca.IssueNodeCertFor(cfg.certLifetime(), cfg.Name, key.Public(), dns, ips)
 	if err != nil {
 		return cluster.Token{}, err
 	}
@@ -162,10 +162,15 @@ func initCluster(cfg *nodeConfig, clusterName string, tokenTTL time.Duration, lo
 	if _, err := rand.Read(gossipKey); err != nil {
 		return cluster.Token{}, err
 	}
+	kek, err := cluster.NewKEK()
+	if err != nil {
+		return cluster.Token{}, err
+	}
 	for _, f := range []struct {
 		path string
 		data []byte
 	}{
+		{cfg.kekFile(), []byte(hex.EncodeToString(kek))},
 		{cfg.caFile(), ca.CertPEM},
 		{cfg.certFile(), append(append([]byte{}, certPEM...), ca.CertPEM...)},
 		{cfg.keyFile(), keyPEM},
@@ -200,7 +205,7 @@ func initCluster(cfg *nodeConfig, clusterName string, tokenTTL time.Duration, lo
 	if err := rt.node.InstallSecrets(ctx, clusterName, ca, gossipKey); err != nil {
 		return cluster.Token{}, fmt.Errorf("store cluster secrets: %w", err)
 	}
-	tok, _, err := rt.node.CreateToken(ctx, tokenTTL, "created by init")
+	tok, _, err := rt.node.CreateToken(ctx, tokenTTL, 1, "created by init")
 	if err != nil {
 		return cluster.Token{}, fmt.Errorf("create join token: %w", err)
 	}
@@ -228,6 +233,9 @@ type runtime struct {
 }
 
 func loadClusterCreds(cfg *nodeConfig) (*cluster.Config, error) {
+	if err := finishCertRenewal(cfg); err != nil {
+		return nil, err
+	}
 	caPEM, err := os.ReadFile(cfg.caFile())
 	if err != nil {
 		return nil, fmt.Errorf("read cluster CA: %w (is %s a Raftmail data directory?)", err, cfg.dataDir)
@@ -248,7 +256,63 @@ func loadClusterCreds(cfg *nodeConfig) (*cluster.Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: not hex: %w", cfg.gossipFile(), err)
 	}
-	return &cluster.Config{CACert: ca, Cert: cert, GossipKey: gk}, nil
+	cc := &cluster.Config{CACert: ca, Cert: cert, GossipKey: gk}
+	// A node joined before CA keys were sealed has no KEK: it runs, but
+	// cannot sign (admit a join, renew its certificate).
+	if b, err := os.ReadFile(cfg.kekFile()); err == nil {
+		if cc.CAKeyKEK, err = hex.DecodeString(strings.TrimSpace(string(b))); err != nil {
+			return nil, fmt.Errorf("%s: not hex: %w", cfg.kekFile(), err)
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("read the CA key-encryption key: %w", err)
+	}
+	return cc, nil
+}
+
+// keepRenewedCert replaces the node's certificate and key files with a
+// renewed pair. Both are written next to the old ones first (".next"),
+// then renamed key first; finishCertRenewal completes a replacement that
+// a crash cut short, so the files always hold a matching pair.
+func keepRenewedCert(cfg *nodeConfig, certPEM, keyPEM []byte) error {
+	certNext, keyNext := cfg.certFile()+".next", cfg.keyFile()+".next"
+	if err := writeSecret(certNext, certPEM); err != nil {
+		return err
+	}
+	if err := writeSecret(keyNext, keyPEM); err != nil {
+		return err
+	}
+	if err := os.Rename(keyNext, cfg.keyFile()); err != nil {
+		return err
+	}
+	return os.Rename(certNext, cfg.certFile())
+}
+
+// finishCertRenewal completes or drops a replacement of the certificate
+// files that keepRenewedCert did not finish.
+func finishCertRenewal(cfg *nodeConfig) error {
+	certNext, keyNext := cfg.certFile()+".next", cfg.keyFile()+".next"
+	if _, err := os.Stat(certNext); err != nil {
+		_ = os.Remove(keyNext)
+		return nil
+	}
+	key := keyNext
+	if _, err := os.Stat(keyNext); err != nil {
+		key = cfg.keyFile() // renamed already
+	}
+	if _, err := tls.LoadX509KeyPair(certNext, key); err != nil {
+		_ = os.Remove(certNext)
+		_ = os.Remove(keyNext)
+		return nil // cut short while being written: the old pair stands
+	}
+	if key == keyNext {
+		if err := os.Rename(keyNext, cfg.keyFile()); err != nil {
+			return fmt.Errorf("finish the renewal of the node certificate: %w", err)
+		}
+	}
+	if err := os.Rename(certNext, cfg.certFile()); err != nil {
+		return fmt.Errorf("finish the renewal of the node certificate: %w", err)
+	}
+	return nil
 }
 
 // startRuntime opens the store and starts the cluster node. The admin API
@@ -286,6 +350,8 @@ func startRuntime(cfg *nodeConfig, log *slog.Logger, lc *lifecycle) (*runtime, e
 	cc.TrailingLogs = cfg.TrailingLogs
 	cc.GossipInterval = cfg.GossipInterval.Duration
 	cc.DeadServerGrace = cfg.DeadServerGrace.Duration
+	cc.CertLifetime = cfg.certLifetime()
+	cc.OnCertRenewed = func(certPEM, keyPEM []byte) error { return keepRenewedCert(cfg, certPEM, keyPEM) }
 	cc.Logger = log
 	cc.OnFatal = lc.fatal
 	node, err := cluster.New(*cc, store)
@@ -595,6 +661,7 @@ func joinCluster(cmd *cobra.Command, cfg *nodeConfig, tok cluster.Token, addrs [
 		path string
 		data []byte
 	}{
+		{cfg.kekFile(), []byte(hex.EncodeToString(res.CAKeyKEK))},
 		{cfg.caFile(), res.CACertPEM},
 		{cfg.certFile(), append(append([]byte{}, res.CertPEM...), res.CACertPEM...)},
 		{cfg.keyFile(), keyPEM},
