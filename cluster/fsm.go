@@ -42,6 +42,9 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []interface{} {
 	for i, r := range res {
 		out[pos[i]] = r
 	}
+	if f.node != nil {
+		kick(f.node.departKick)
+	}
 	return out
 }
 
@@ -62,6 +65,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	}
 	if f.node != nil {
 		kick(f.node.repairKick)
+		kick(f.node.departKick)
 	}
 	return nil
 }
