@@ -393,7 +393,10 @@ no node yet becomes a new one-node cluster, so 'raftmail serve' alone just works
 Stops cleanly on SIGINT or SIGTERM, within --shutdown-timeout (else, or at a
 second signal, it exits 1 and logs what was stuck). Below --min-free-space it
 refuses new mail until space is freed; if a write to its disk fails anyway it
-exits 74 (restart it once the disk has room).
+exits 74 (restart it once the disk has room). A node removed from the cluster
+('raftmail remove') stops in order and exits 3; after 'raftmail leave' it stops
+and exits 0. Either way it then refuses to start from this data directory
+(exit 3) until it joins again with a new token.
 
 Each mail protocol has two connection caps, per client address and per node
 (--smtp-conn-limit-per-ip, --imap-conn-limit, ...). A client past one is
