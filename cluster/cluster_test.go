@@ -375,11 +375,10 @@ func TestLeaveShrinksVoters(t *testing.T) {
 	leaving := tc.Leader() // the hardest case: the leader leaves
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := leaving.Node.Leave(ctx); err != nil {
+	if err := leaving.Node.Leave(ctx, false); err != nil {
 		t.Fatalf("leave: %v", err)
 	}
-	leaving.Store.Close()
-	leaving.Node, leaving.Store = nil, nil
+	tc.Stop(leaving)
 	tc.WaitVoters(2)
 	var rest *clustertest.Node
 	for _, tn := range tc.Nodes {

@@ -103,6 +103,12 @@ type Config struct {
 	// process. Raft's goroutine waits for that. nil = raft panics, as it
 	// does on its own.
 	OnFatal func(error)
+	// OnRemoved is called once, in a goroutine of its own, when this
+	// node finds it was removed from the cluster (`raftmail remove`): the
+	// departure is already recorded in DataDir, so the node will not
+	// start again there; the caller should stop serving and exit. nil =
+	// the node only logs it and reports it in Problems.
+	OnRemoved func(*Departure)
 }
 
 func (c *Config) setDefaults() {

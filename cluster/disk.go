@@ -123,7 +123,7 @@ func (n *Node) Problems() []string {
 	if err := n.RaftLogError(); err != nil {
 		out = append(out, "raft log: cannot be written: "+err.Error())
 	}
-	return out
+	return append(out, n.departedProblem()...)
 }
 
 // peerOutOfSpace reports whether err is a refusal for lack of disk space

@@ -4,6 +4,8 @@ import (
 	"crypto/tls"
 	"net"
 	"time"
+
+	"github.com/hashicorp/raft"
 )
 
 // Internals the external tests (package cluster_test) look at.
@@ -26,4 +28,14 @@ func (n *Node) KnownPeers() map[string]string { return n.loadPeers() }
 func DialRPCWithoutCert(addr string, caFingerprint [32]byte, timeout time.Duration) (net.Conn, error) {
 	d := &dialer{tlsConf: func() *tls.Config { return PinnedTLSConfig(caFingerprint) }}
 	return d.dial(addr, tagRPC, timeout)
+}
+
+// TransferLeadershipTo hands leadership to the voter id (this node must
+// lead).
+func (n *Node) TransferLeadershipTo(id string) error {
+	v, err := n.voters()
+	if err != nil {
+		return err
+	}
+	return n.raft.LeadershipTransferToServer(raft.ServerID(id), raft.ServerAddress(v[id])).Error()
 }

@@ -47,6 +47,9 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []interface{} {
 	if revocation && f.node != nil {
 		f.node.loadRevocations()
 	}
+	if f.node != nil {
+		kick(f.node.departKick)
+	}
 	return out
 }
 
@@ -75,6 +78,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	if f.node != nil {
 		kick(f.node.repairKick)
 		f.node.loadRevocations()
+		kick(f.node.departKick)
 	}
 	return nil
 }

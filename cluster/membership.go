@@ -16,9 +16,13 @@ import (
 	"github.com/hashicorp/raft"
 )
 
-// metaClusterAddr is the gossip metadata key holding a node's cluster
-// (Raft/RPC) address.
-const metaClusterAddr = "cluster"
+// Gossip metadata keys: a node's cluster (Raft/RPC) address, and the ID
+// and creation time of its instance (remove.go).
+const (
+	metaClusterAddr = "cluster"
+	metaInstance    = "iid"
+	metaBorn        = "born"
+)
 
 func (n *Node) startGossip() error {
 	host, portStr, _ := net.SplitHostPort(n.cfg.GossipBind)
@@ -59,14 +63,22 @@ func (n *Node) startGossip() error {
 }
 
 func (n *Node) gossipMeta() []byte {
-	m := map[string]string{metaClusterAddr: n.cfg.ClusterAdvertise}
+	own := map[string]string{
+		metaClusterAddr: n.cfg.ClusterAdvertise,
+		metaInstance:    n.instance.ID,
+		metaBorn:        n.instance.Created.Format(time.RFC3339),
+	}
+	m := map[string]string{}
 	for k, v := range n.cfg.Meta {
+		m[k] = v
+	}
+	for k, v := range own {
 		m[k] = v
 	}
 	b, _ := json.Marshal(m)
 	if len(b) > memberlist.MetaMaxSize {
-		n.log.Warn("gossip metadata too large; advertising the cluster address only")
-		b, _ = json.Marshal(map[string]string{metaClusterAddr: n.cfg.ClusterAdvertise})
+		n.log.Warn("gossip metadata too large; advertising the cluster address and instance only")
+		b, _ = json.Marshal(own)
 	}
 	return b
 }
@@ -79,8 +91,9 @@ func (d *gossipDelegate) GetBroadcasts(overhead, limit int) [][]byte { return ni
 func (d *gossipDelegate) LocalState(join bool) []byte                { return nil }
 func (d *gossipDelegate) MergeRemoteState(buf []byte, join bool)     {}
 
-// gossipEvents keeps this node's own copy of the member list and kicks the
-// reconcile loop. memberlist calls it under its own lock and changes the
+// gossipEvents keeps this node's own copy of the member list, with the
+// time each member entered its current state, and kicks the reconcile
+// loop. memberlist calls it under its own lock and changes the
 // *memberlist.Node values in place afterwards, so the fields are copied
 // here and nothing else reads memberlist's nodes (memberlist#306).
 type gossipEvents struct {
@@ -100,7 +113,11 @@ func newGossipEvents(kick chan struct{}) *gossipEvents {
 
 func (e *gossipEvents) record(n *memberlist.Node, state string) {
 	m := memberOf(n, state)
+	m.Since = time.Now().UTC()
 	e.mu.Lock()
+	if old, ok := e.mu.members[m.Name]; ok && old.State == state {
+		m.Since = old.Since
+	}
 	e.mu.members[m.Name] = m
 	e.mu.Unlock()
 	kick(e.kick)
@@ -131,6 +148,7 @@ type Member struct {
 	Name  string            `json:"name"`
 	Addr  string            `json:"gossip_addr"`
 	State string            `json:"state"` // alive or dead
+	Since time.Time         `json:"since"` // when this node saw it enter State
 	Meta  map[string]string `json:"meta,omitempty"`
 }
 
@@ -282,32 +300,67 @@ func (n *Node) savePeers(known map[string]string) map[string]string {
 	return known
 }
 
-// reconcileLoop runs on every node but acts only on the leader: it adds
-// alive gossip members that are missing from the Raft configuration, and
+// reconcile is a leader task (leader.go): while this node leads it adds
+// alive gossip members that are missing from the Raft configuration
+// (unless a tombstone names that instance: it was removed or left), and
 // removes voters that have been dead longer than DeadServerGrace, never
 // shrinking below MinVoters or below what keeps a quorum alive.
-func (n *Node) reconcileLoop() {
-	defer n.wg.Done()
+//
+// "Dead since" is the time this node's gossip saw the member fail, which
+// every node records whether it leads or not, so a new leader does not
+// start the grace period again. A voter that gossip has never seen (this
+// node started after it died) counts from the moment this term's
+// reconcile first missed it.
+func (n *Node) reconcile(ctx context.Context) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
+	r := &reconciler{n: n, missingSince: map[string]time.Time{}, reported: map[string]string{}}
 	for {
+		r.once()
 		select {
-		case <-n.stop:
+		case <-ctx.Done():
 			return
 		case <-t.C:
 		case <-n.reconcileKick:
 		}
-		if n.raft.State() != raft.Leader {
-			n.mu.Lock()
-			clear(n.mu.deadSince)
-			n.mu.Unlock()
-			continue
-		}
-		n.reconcileOnce()
 	}
 }
 
-func (n *Node) reconcileOnce() {
+// reconciler is the state of one leadership term's reconcile task.
+type reconciler struct {
+	n            *Node
+	missingSince map[string]time.Time // voters gossip has never seen
+	reported     map[string]string    // last decision logged per voter
+}
+
+// reapDecision says what the leader does with a voter that is not alive.
+type reapDecision struct {
+	remove bool
+	kind   string // grace, min-voters, quorum, remove
+	why    string // for the log and status
+}
+
+// decideReap decides about one voter dead for deadFor, with voters voters
+// of which aliveVoters alive, under cfg's grace and minimum.
+func decideReap(cfg *Config, deadFor time.Duration, voters, aliveVoters int) reapDecision {
+	if deadFor < cfg.DeadServerGrace {
+		return reapDecision{kind: "grace", why: fmt.Sprintf("dead for %s; removed once dead for %s (--dead-server-grace) if at least %d voters remain",
+			deadFor.Round(time.Second), cfg.DeadServerGrace, cfg.MinVoters)}
+	}
+	after := voters - 1
+	if after < cfg.MinVoters {
+		return reapDecision{kind: "min-voters", why: fmt.Sprintf("dead for %s; kept as a voter: removing it would leave %d voters, fewer than the minimum of %d (replace it: join a new node, then `raftmail remove` this one)",
+			deadFor.Round(time.Second), after, cfg.MinVoters)}
+	}
+	if aliveVoters < after/2+1 {
+		return reapDecision{kind: "quorum", why: fmt.Sprintf("dead for %s; kept as a voter: only %d of the other %d voters are alive, fewer than a quorum",
+			deadFor.Round(time.Second), aliveVoters, after)}
+	}
+	return reapDecision{remove: true, kind: "remove", why: fmt.Sprintf("dead for %s, longer than --dead-server-grace (%s)", deadFor.Round(time.Second), cfg.DeadServerGrace)}
+}
+
+func (r *reconciler) once() {
+	n := r.n
 	cf := n.raft.GetConfiguration()
 	if cf.Error() != nil {
 		return
@@ -321,61 +374,69 @@ func (n *Node) reconcileOnce() {
 			voters++
 		}
 	}
-	alive := make(map[string]Member)
+	members := map[string]Member{}
 	for _, m := range n.Members() {
-		if m.State == "alive" {
-			alive[m.Name] = m
-		}
+		members[m.Name] = m
 	}
-	for name, m := range alive {
-		if _, ok := inRaft[name]; ok || m.Meta[metaClusterAddr] == "" || n.nodeRevoked(name) {
+	for name, m := range members {
+		if _, ok := inRaft[name]; ok || m.State != "alive" || m.Meta[metaClusterAddr] == "" || n.nodeRevoked(name) {
 			continue
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		err := n.AddVoter(ctx, name, m.Meta[metaClusterAddr])
-		cancel()
-		if err != nil {
+		if ts, ok := n.tombstoneOf(name); ok {
+			born, _ := time.Parse(time.RFC3339, m.Meta[metaBorn])
+			if ts.covers(m.Meta[metaInstance], born) {
+				if r.reported[name] != "tombstone" {
+					r.reported[name] = "tombstone"
+					n.log.Info("reconcile: not adding a node that was removed or left; it must join again with a new token",
+						"peer", name, "reason", ts.Reason, "at", ts.Time)
+				}
+				continue
+			}
+		}
+		if err := n.addVoterLocal(name, m.Meta[metaClusterAddr]); err != nil {
 			n.log.Warn("reconcile: add voter failed", "peer", name, "err", err)
 		}
 	}
 	now := time.Now()
 	aliveVoters := 0
 	for id, s := range inRaft {
-		if _, ok := alive[id]; (ok || id == n.cfg.NodeName) && s.Suffrage == raft.Voter {
+		if s.Suffrage == raft.Voter && (id == n.cfg.NodeName || members[id].State == "alive") {
 			aliveVoters++
 		}
 	}
-	n.mu.Lock()
-	defer n.mu.Unlock()
 	for id, s := range inRaft {
-		if _, ok := alive[id]; ok || id == n.cfg.NodeName {
-			delete(n.mu.deadSince, id)
+		if id == n.cfg.NodeName || members[id].State == "alive" {
+			delete(r.missingSince, id)
+			delete(r.reported, id)
 			continue
 		}
-		since, seen := n.mu.deadSince[id]
-		if !seen {
-			n.mu.deadSince[id] = now
+		since := members[id].Since
+		if _, seen := members[id]; !seen {
+			if _, ok := r.missingSince[id]; !ok {
+				r.missingSince[id] = now
+			}
+			since = r.missingSince[id]
+		}
+		d := decideReap(&n.cfg, now.Sub(since), voters, aliveVoters)
+		if s.Suffrage != raft.Voter {
+			d = reapDecision{remove: now.Sub(since) >= n.cfg.DeadServerGrace, kind: "non-voter", why: "a dead non-voter"}
+		}
+		if !d.remove {
+			if d.kind != "grace" && r.reported[id] != d.kind {
+				r.reported[id] = d.kind
+				n.log.Warn("reconcile: dead voter not removed", "peer", id, "why", d.why)
+			}
 			continue
 		}
-		if now.Sub(since) < n.cfg.DeadServerGrace {
-			continue
-		}
-		after := voters
-		if s.Suffrage == raft.Voter {
-			after--
-		}
-		if after < n.cfg.MinVoters {
-			continue
-		}
-		if aliveVoters < after/2+1 {
-			continue
-		}
-		n.log.Warn("reconcile: removing failed server", "peer", id, "dead_for", now.Sub(since).Round(time.Second).String())
+		n.log.Warn("reconcile: removing failed server", "peer", id, "why", d.why)
 		if err := n.raft.RemoveServer(s.ID, 0, 10*time.Second).Error(); err != nil {
 			n.log.Warn("reconcile: remove failed", "peer", id, "err", err)
 			continue
 		}
-		delete(n.mu.deadSince, id)
-		voters = after
+		delete(r.missingSince, id)
+		delete(r.reported, id)
+		if s.Suffrage == raft.Voter {
+			voters--
+		}
 	}
 }

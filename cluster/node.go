@@ -78,16 +78,21 @@ type Node struct {
 	conns    *connSet                                    // connections to close on revocation
 	certKick chan struct{}
 
+	instance instance   // this life of the data directory (remove.go)
+	leader   leadership // the leader loop's state (leader.go)
+
 	reconcileKick chan struct{}
 	repairKick    chan struct{}
+	departKick    chan struct{} // the FSM applied something: removed? (remove.go)
 	stop          chan struct{}
 	ready         chan struct{} // closed when Start has finished: RPCs wait for it
 	wg            sync.WaitGroup
 
 	mu struct {
 		sync.Mutex
-		deadSince map[string]time.Time // voter ID -> first seen dead by the leader
-		stopped   bool
+		leaving  bool       // Leave is under way: its own tombstone is expected
+		departed *Departure // set once this node left or was removed
+		stopped  bool
 	}
 }
 
@@ -103,6 +108,7 @@ func New(cfg Config, store *storage.Store) (*Node, error) {
 		store:         store,
 		reconcileKick: make(chan struct{}, 1),
 		repairKick:    make(chan struct{}, 1),
+		departKick:    make(chan struct{}, 1),
 		stop:          make(chan struct{}),
 		ready:         make(chan struct{}),
 		leaders:       newLeaderWatch(),
@@ -114,7 +120,7 @@ func New(cfg Config, store *storage.Store) (*Node, error) {
 		return nil, err
 	}
 	n.certs = certs
-	n.mu.deadSince = make(map[string]time.Time)
+	n.leader.init()
 	return n, nil
 }
 
@@ -128,12 +134,23 @@ func (n *Node) clientTLS() *tls.Config { return clientTLS(n.cfg.CACert, n.tlsHoo
 
 // Start opens the cluster port, starts Raft (bootstrapping a one-node
 // cluster if configured and there is no state yet), joins gossip and starts
-// the background loops.
+// the background loops. A node that left or was removed (its data
+// directory says so) does not start: the error is a *Departure.
 func (n *Node) Start() error {
+	if d, err := ReadDeparture(n.cfg.DataDir); err != nil {
+		return err
+	} else if d != nil {
+		return d
+	}
 	raftDir := filepath.Join(n.cfg.DataDir, "raft")
 	if err := os.MkdirAll(filepath.Join(raftDir, "snapshots"), 0o700); err != nil {
 		return fmt.Errorf("cluster: %w", err)
 	}
+	in, err := loadInstance(raftDir)
+	if err != nil {
+		return err
+	}
+	n.instance = in
 	ln, err := net.Listen("tcp", n.cfg.ClusterBind)
 	if err != nil {
 		return fmt.Errorf("cluster: listen on cluster port %s: %w", n.cfg.ClusterBind, err)
@@ -157,10 +174,12 @@ func (n *Node) Start() error {
 		n.mux.close()
 		return err
 	}
-	n.wg.Add(4)
-	go n.reconcileLoop()
+	n.RunAsLeader("reconcile", n.reconcile)
+	n.wg.Add(5)
+	go n.leaderLoop()
 	go n.repairLoop()
 	go n.joinLoop()
+	go n.departWatch()
 	go n.certLoop()
 	close(n.ready)
 	return nil
@@ -258,6 +277,10 @@ func (n *Node) Shutdown() error {
 	n.wg.Wait()
 	var errs []error
 	if n.ml != nil {
+		if n.Departed() != nil {
+			// Tell the others at once that it is gone for good.
+			_ = n.ml.Leave(5 * time.Second)
+		}
 		errs = append(errs, n.ml.Shutdown())
 	}
 	if n.raft != nil {
@@ -279,28 +302,6 @@ func (n *Node) Shutdown() error {
 		errs = append(errs, n.boltStore.Close())
 	}
 	return errors.Join(errs...)
-}
-
-// Leave removes this node from the voters (handing over leadership first if
-// it leads), leaves gossip, and shuts down.
-func (n *Node) Leave(ctx context.Context) error {
-	if n.raft.State() == raft.Leader {
-		if err := n.raft.LeadershipTransfer().Error(); err != nil {
-			n.log.Warn("leadership transfer before leave failed", "err", err)
-		}
-	}
-	if err := n.removeServer(ctx, n.cfg.NodeName); err != nil {
-		return fmt.Errorf("cluster: leave: %w", err)
-	}
-	if n.ml != nil {
-		_ = n.ml.Leave(5 * time.Second)
-	}
-	// Revoked once out of gossip, so that the leader does not meanwhile
-	// take the node, alive in gossip, for one to add back.
-	if _, err := n.RevokeNode(ctx, n.cfg.NodeName); err != nil {
-		n.log.Warn("left the cluster, but could not revoke this node's certificate", "err", err)
-	}
-	return n.Shutdown()
 }
 
 // IsLeader reports whether this node currently leads.

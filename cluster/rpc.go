@@ -45,6 +45,9 @@ const (
 	methodRemove   method = 6
 	methodTransfer method = 7
 	methodJoin     method = 8
+	// methodRemoveNode is a checked removal (remove.go); 20 leaves room
+	// below for methods being added in parallel.
+	methodRemoveNode method = 20
 )
 
 func (m method) String() string {
@@ -65,23 +68,26 @@ func (m method) String() string {
 		return "transfer"
 	case methodJoin:
 		return "join"
+	case methodRemoveNode:
+		return "remove.node"
 	}
 	return fmt.Sprintf("method(%d)", byte(m))
 }
 
 // Status codes of a response; numbers are never reused.
 const (
-	statusOK          byte = 0
-	codeNotLeader     byte = 1 // this node does not lead: nothing was done
-	codeUnknown       byte = 2 // the command may have been committed
-	codeNotFound      byte = 3
-	codeRefused       byte = 4
-	codeInternal      byte = 5
-	codeUnknownNode   byte = 6
-	codeNoSpace       byte = 7 // below the free-space floor: nothing stored
-	codeVersion       byte = 8 // the request's version is not spoken here
-	codeCorrupt       byte = 9 // blob bytes that do not match their hash
-	codeUnknownMethod byte = 10
+	statusOK            byte = 0
+	codeNotLeader       byte = 1 // this node does not lead: nothing was done
+	codeUnknown         byte = 2 // the command may have been committed
+	codeNotFound        byte = 3
+	codeRefused         byte = 4
+	codeInternal        byte = 5
+	codeUnknownNode     byte = 6
+	codeNoSpace         byte = 7 // below the free-space floor: nothing stored
+	codeVersion         byte = 8 // the request's version is not spoken here
+	codeCorrupt         byte = 9 // blob bytes that do not match their hash
+	codeUnknownMethod   byte = 10
+	codeWouldLoseQuorum byte = 20 // a removal refused: ErrWouldLoseQuorum
 )
 
 // rpcRequest is one request as read by the server.
@@ -280,6 +286,8 @@ func (e *rpcError) Unwrap() error {
 		return errVersion
 	case codeNoSpace:
 		return storage.ErrInsufficientStorage
+	case codeWouldLoseQuorum:
+		return ErrWouldLoseQuorum
 	}
 	return nil
 }
@@ -299,6 +307,8 @@ func codeOf(err error) byte {
 		return codeVersion
 	case errors.Is(err, storage.ErrInsufficientStorage):
 		return codeNoSpace
+	case errors.Is(err, ErrWouldLoseQuorum):
+		return codeWouldLoseQuorum
 	}
 	return codeInternal
 }

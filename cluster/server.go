@@ -97,6 +97,12 @@ func (n *Node) dispatch(ctx context.Context, req *rpcRequest, r *bufio.Reader, w
 	case methodRemove:
 		id := string(req.payload)
 		return answer(nil, n.leaderOnly(func() error { return n.removeLocal(id) }))
+	case methodRemoveNode:
+		rr, err := decodeRemoveRequest(req.payload)
+		if err != nil {
+			return err
+		}
+		return answer(nil, n.leaderOnly(func() error { return n.removeChecked(ctx, rr) }))
 	case methodTransfer:
 		return answer(nil, n.leaderOnly(func() error { return n.raft.LeadershipTransfer().Error() }))
 	default:
@@ -111,7 +117,7 @@ func (n *Node) leaderOnly(f func() error) error {
 	}
 	if err := f(); err != nil {
 		switch {
-		case errors.Is(err, raft.ErrNotLeader), errors.Is(err, ErrUnknownNode):
+		case errors.Is(err, raft.ErrNotLeader), errors.Is(err, ErrUnknownNode), errors.Is(err, ErrWouldLoseQuorum):
 			return err
 		}
 		return &rpcError{Code: codeRefused, Msg: err.Error()}

@@ -11,6 +11,11 @@ import (
 )
 
 // NodeStatus is one node's view of itself, as `raftmail status` shows it.
+//
+// Values a node reports about itself (AppliedIndex, MissingBlobs,
+// StateHash, HashIndex) are known only when Reachable, and Lag only when
+// LagKnown (this node and the leader both answered); otherwise they are
+// zero here and null in JSON.
 type NodeStatus struct {
 	Name         string            `json:"name"`
 	ClusterAddr  string            `json:"cluster_addr"`
@@ -24,18 +29,74 @@ type NodeStatus struct {
 	Term         uint64            `json:"term,omitempty"`
 	LastContact  string            `json:"last_contact,omitempty"` // since the leader was last heard; "0s" on the leader
 	CommitIndex  uint64            `json:"commit_index,omitempty"`
-	AppliedIndex uint64            `json:"applied_index"`      // the store's applied index
-	Lag          uint64            `json:"lag"`                // leader's applied index minus this node's
-	MissingBlobs int               `json:"missing_blobs"`      // blobs referenced here but not stored here
-	StateHash    string            `json:"state_hash"`         // SHA-256 over the metadata keyspace
-	HashIndex    uint64            `json:"hash_index"`         // applied index the hash was taken at
-	Gossip       string            `json:"gossip,omitempty"`   // alive, suspect, dead, left (as this node sees it)
-	Uptime       string            `json:"uptime,omitempty"`   // reserved
-	Members      int               `json:"members,omitempty"`  // gossip members this node sees
-	Problems     []string          `json:"problems,omitempty"` // why this node is not healthy (Node.Problems)
-	Time         time.Time         `json:"time"`
-	// CertNotAfter is when the node's current certificate expires.
-	CertNotAfter time.Time `json:"cert_not_after,omitzero"`
+	AppliedIndex uint64            `json:"applied_index"` // the store's applied index
+	Lag          uint64            `json:"lag"`           // leader's applied index minus this node's
+	LagKnown     bool              `json:"-"`             // Lag is known (null in JSON otherwise)
+	MissingBlobs int               `json:"missing_blobs"` // blobs referenced here but not stored here
+	StateHash    string            `json:"state_hash"`    // SHA-256 over the metadata keyspace
+	HashIndex    uint64            `json:"hash_index"`    // applied index the hash was taken at
+	// Gossip is the node's state in the gossip of the node that gathered
+	// the listing (alive or dead; "unknown" when gossip has not seen it),
+	// GossipSince when it entered that state. Gossip notices a crash
+	// after a few probe intervals: until then a node that does not answer
+	// is "alive" there but not Reachable.
+	Gossip       string    `json:"gossip,omitempty"`
+	GossipSince  time.Time `json:"gossip_since,omitzero"`
+	Uptime       string    `json:"uptime,omitempty"`        // reserved
+	Members      int       `json:"members,omitempty"`       // gossip members this node sees
+	Problems     []string  `json:"problems,omitempty"`      // why this node is not healthy (Node.Problems, or what the leader does about a dead voter)
+	CertNotAfter time.Time `json:"cert_not_after,omitzero"` // expiry of the node's cluster certificate
+	Time         time.Time `json:"time"`
+}
+
+// nodeStatusJSON is NodeStatus on the wire: the values that may be unknown
+// are pointers, null when unknown.
+type nodeStatusJSON struct {
+	nodeStatusPlain
+	AppliedIndex *uint64 `json:"applied_index"`
+	Lag          *uint64 `json:"lag"`
+	MissingBlobs *int    `json:"missing_blobs"`
+	StateHash    *string `json:"state_hash"`
+	HashIndex    *uint64 `json:"hash_index"`
+}
+
+type nodeStatusPlain NodeStatus
+
+// MarshalJSON writes unknown values as null.
+func (s NodeStatus) MarshalJSON() ([]byte, error) {
+	out := nodeStatusJSON{nodeStatusPlain: nodeStatusPlain(s)}
+	if s.Reachable {
+		out.AppliedIndex, out.MissingBlobs, out.StateHash, out.HashIndex = &s.AppliedIndex, &s.MissingBlobs, &s.StateHash, &s.HashIndex
+	}
+	if s.Reachable && s.LagKnown {
+		out.Lag = &s.Lag
+	}
+	return json.Marshal(out)
+}
+
+// UnmarshalJSON reads what MarshalJSON writes; null leaves a value zero.
+func (s *NodeStatus) UnmarshalJSON(b []byte) error {
+	var in nodeStatusJSON
+	if err := json.Unmarshal(b, &in); err != nil {
+		return err
+	}
+	*s = NodeStatus(in.nodeStatusPlain)
+	if in.AppliedIndex != nil {
+		s.AppliedIndex = *in.AppliedIndex
+	}
+	if in.Lag != nil {
+		s.Lag, s.LagKnown = *in.Lag, true
+	}
+	if in.MissingBlobs != nil {
+		s.MissingBlobs = *in.MissingBlobs
+	}
+	if in.StateHash != nil {
+		s.StateHash = *in.StateHash
+	}
+	if in.HashIndex != nil {
+		s.HashIndex = *in.HashIndex
+	}
+	return nil
 }
 
 // LocalStatus reports this node's own view, state hash included (a scan
@@ -142,22 +203,40 @@ func (n *Node) ClusterStatus(ctx context.Context) []NodeStatus {
 	}
 	wg.Wait()
 	var leaderApplied uint64
+	leaderKnown := false
+	nVoters, aliveVoters := 0, 0
 	for _, st := range out {
 		if st.Role == raft.Leader.String() {
-			leaderApplied = st.AppliedIndex
+			leaderApplied, leaderKnown = st.AppliedIndex, true
+		}
+		if voters[st.Name] {
+			nVoters++
+			if st.Name == n.cfg.NodeName || gossip[st.Name].State == "alive" {
+				aliveVoters++
+			}
 		}
 	}
+	now := time.Now()
 	for i := range out {
-		if m, ok := gossip[out[i].Name]; ok {
-			out[i].Gossip = m.State
+		if m, ok := gossip[out[i].Name]; ok && out[i].Name != n.cfg.NodeName {
+			out[i].Gossip, out[i].GossipSince = m.State, m.Since
 			if out[i].GossipAddr == "" {
 				out[i].GossipAddr = m.Addr
 			}
 		} else if out[i].Name != n.cfg.NodeName {
 			out[i].Gossip = "unknown"
 		}
-		if out[i].Reachable && leaderApplied > out[i].AppliedIndex {
-			out[i].Lag = leaderApplied - out[i].AppliedIndex
+		if out[i].Reachable && leaderKnown {
+			out[i].LagKnown = true
+			if leaderApplied > out[i].AppliedIndex {
+				out[i].Lag = leaderApplied - out[i].AppliedIndex
+			}
+		}
+		// What the leader does about a dead voter, so that an operator
+		// sees why it is still listed.
+		if m, ok := gossip[out[i].Name]; ok && m.State != "alive" && voters[out[i].Name] {
+			d := decideReap(&n.cfg, now.Sub(m.Since), nVoters, aliveVoters)
+			out[i].Problems = append(out[i].Problems, d.why)
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })

@@ -27,8 +27,11 @@ type AdminConfig struct {
 	Token string
 	// Node is the local cluster node. Required.
 	Node *cluster.Node
-	// OnLeave is called after a successful `leave` so the process can exit.
-	OnLeave func()
+	// Leave carries out POST /v1/leave: the node leaves the cluster
+	// (cluster.Node.Leave) and then stops through its ordered shutdown.
+	// It returns once the node has left (or could not: then it goes on as
+	// a member); the shutdown follows after the answer. nil = 501.
+	Leave func(ctx context.Context, force bool) error
 	// Registry receives the node's metrics; nil = a new registry.
 	Registry *prometheus.Registry
 	// Logger; nil = discard.
@@ -169,6 +172,8 @@ func writeError(w http.ResponseWriter, status int, msg string) {
 // writeProposeError maps write-path errors to HTTP statuses.
 func (a *Admin) writeProposeError(w http.ResponseWriter, err error) {
 	switch {
+	case errors.Is(err, cluster.ErrWouldLoseQuorum):
+		writeError(w, http.StatusConflict, err.Error()+"; bring the dead nodes back (or remove them) first, or pass --force")
 	case errors.Is(err, cluster.ErrNoQuorum):
 		writeError(w, http.StatusServiceUnavailable, "no quorum: the cluster cannot commit writes right now; check `raftmail status`")
 	case errors.Is(err, cluster.ErrUnknownOutcome):
@@ -374,23 +379,30 @@ func (a *Admin) certList(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *Admin) leave(w http.ResponseWriter, r *http.Request) {
+	if a.cfg.Leave == nil {
+		writeError(w, http.StatusNotImplemented, "this node cannot leave through the admin API")
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
 	defer cancel()
-	if err := a.node.Leave(ctx); err != nil {
+	if err := a.cfg.Leave(ctx, r.URL.Query().Get("force") == "true"); err != nil {
 		a.writeProposeError(w, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"left": a.node.Name()})
-	if a.cfg.OnLeave != nil {
-		go a.cfg.OnLeave()
-	}
+}
+
+// Removed is the answer to DELETE /v1/nodes/{name}.
+type Removed struct {
+	Removed string `json:"removed"`
+	Voters  int    `json:"voters"` // voters left in the configuration
 }
 
 func (a *Admin) remove(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
 	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
 	defer cancel()
-	if err := a.node.RemoveServer(ctx, name); err != nil {
+	if err := a.node.Remove(ctx, name, r.URL.Query().Get("force") == "true"); err != nil {
 		if errors.Is(err, cluster.ErrUnknownNode) {
 			writeError(w, http.StatusNotFound, fmt.Sprintf("no node named %q in the cluster; see `raftmail status`", name))
 			return
@@ -398,5 +410,5 @@ func (a *Admin) remove(w http.ResponseWriter, r *http.Request) {
 		a.writeProposeError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"removed": name})
+	writeJSON(w, http.StatusOK, Removed{Removed: name, Voters: len(a.node.VoterNames())})
 }

@@ -69,3 +69,46 @@ func TestHealthDiskBelowFloor(t *testing.T) {
 		return code == http.StatusOK
 	})
 }
+
+// A node removed from the cluster that is still running (its process
+// has not stopped yet) answers /healthz with 503 "removed from cluster";
+// the admin API's remove answers how many voters remain.
+func TestHealthRemovedNode(t *testing.T) {
+	c := clustertest.New(t, 3, nil)
+	leader := c.Leader()
+	var victim *clustertest.Node
+	for _, n := range c.Nodes {
+		if n != leader {
+			victim = n
+		}
+	}
+	admin := func(n *clustertest.Node) *Admin {
+		a, err := NewAdmin(AdminConfig{Addr: "127.0.0.1:0", Token: testToken, Node: n.Node})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := a.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = a.Shutdown(context.Background()) })
+		return a
+	}
+	la, va := admin(leader), admin(victim)
+	cl := &Client{Addr: la.Addr(), Token: testToken}
+	var out Removed
+	if err := cl.Do(context.Background(), "DELETE", "/v1/nodes/"+victim.Name, nil, &out); err != nil {
+		t.Fatalf("remove: %v", err)
+	}
+	if out.Removed != victim.Name || out.Voters != 2 {
+		t.Errorf("remove answered %+v", out)
+	}
+	clustertest.WaitFor(t, 20*time.Second, "/healthz of the removed node says so", func() bool {
+		resp, err := http.Get("http://" + va.Addr() + "/healthz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode == http.StatusServiceUnavailable && strings.Contains(string(b), "removed from cluster")
+	})
+}

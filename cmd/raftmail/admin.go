@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"net/url"
 	"os"
 	"strings"
@@ -140,57 +141,219 @@ func newTokenCmd() *cobra.Command {
 }
 
 func newLeaveCmd() *cobra.Command {
-	return clientCmd("leave", "Make the local node leave the cluster and stop", exactArgs(0, "no arguments"), false, func(cmd *cobra.Command, args []string) error {
-		if err := call(cmd, "POST", "/v1/leave", nil, nil); err != nil {
+	var force bool
+	c := clientCmd("leave", "Make the local node leave the cluster and stop", exactArgs(0, "no arguments"), false, func(cmd *cobra.Command, args []string) error {
+		q := ""
+		if force {
+			q = "?force=true"
+		}
+		if err := call(cmd, "POST", "/v1/leave"+q, nil, nil); err != nil {
 			return err
 		}
-		fmt.Fprintln(cmd.OutOrStdout(), "The node left the cluster and is stopping.")
+		fmt.Fprintln(cmd.OutOrStdout(), "The node left the cluster and is stopping. It will not start again from its data directory; to bring it back, run `raftmail join` there with a new token.")
 		return nil
 	})
+	c.Long = `Make the node behind the admin API leave the cluster: it hands over leadership
+if it leads, the leader removes it from the voters, and it stops in order (mail
+clients are told, gossip is told it left). The departure is recorded in its
+data directory first, so a restart (a supervisor, Docker's restart policy) does
+not bring it back: 'raftmail serve' there exits with status 3 until the node
+joins again with a new token. Refused when the other voters would be left
+without a quorum of live nodes, unless --force.`
+	c.Flags().BoolVar(&force, "force", false, "leave even if the remaining voters have no quorum of live nodes")
+	return c
 }
 
 func newRemoveCmd() *cobra.Command {
-	return clientCmd("remove NODE", "Remove a failed node from the cluster", exactArgs(1, "the name of the node to remove (see `raftmail status`)"), false, func(cmd *cobra.Command, args []string) error {
-		if err := call(cmd, "DELETE", "/v1/nodes/"+url.PathEscape(args[0]), nil, nil); err != nil {
-			return err
+	var force bool
+	c := clientCmd("remove NODE", "Remove a node from the cluster", exactArgs(1, "the name of the node to remove (see `raftmail status`)"), true, func(cmd *cobra.Command, args []string) error {
+		q := ""
+		if force {
+			q = "?force=true"
 		}
-		fmt.Fprintf(cmd.OutOrStdout(), "Removed node %s.\n", args[0])
-		return nil
-	})
-}
-
-func newStatusCmd() *cobra.Command {
-	return clientCmd("status", "Show every node of the cluster", exactArgs(0, "no arguments"), true, func(cmd *cobra.Command, args []string) error {
-		var out []cluster.NodeStatus
-		if err := call(cmd, "GET", "/v1/status", nil, &out); err != nil {
+		var out ops.Removed
+		if err := call(cmd, "DELETE", "/v1/nodes/"+url.PathEscape(args[0])+q, nil, &out); err != nil {
 			return err
 		}
 		if wantJSON(cmd) {
 			return printJSON(cmd.OutOrStdout(), out)
 		}
-		tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "NODE\tADDRESS\tROLE\tVOTER\tLEADER\tGOSSIP\tLAST CONTACT\tAPPLIED\tLAG\tMISSING BLOBS\tSTATE HASH\tCERT EXPIRES")
-		for _, s := range out {
-			role := s.Role
-			if !s.Reachable {
-				role = "unreachable"
-			}
-			hash := s.StateHash
-			if len(hash) > 12 {
-				hash = hash[:12]
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\n", s.Name, s.ClusterAddr, role, s.Voter, s.Leader, s.Gossip, s.LastContact, s.AppliedIndex, s.Lag, s.MissingBlobs, hash, certExpiry(s.CertNotAfter))
-		}
-		if err := tw.Flush(); err != nil {
-			return err
-		}
-		for _, s := range out {
-			if s.Error != "" {
-				fmt.Fprintf(cmd.OutOrStdout(), "%s: %s\n", s.Name, s.Error)
-			}
-		}
-		return printRevoked(cmd)
+		fmt.Fprintf(cmd.OutOrStdout(), "Removed node %s: it is no longer in the cluster's configuration (%d voters remain).\n", out.Removed, out.Voters)
+		return nil
 	})
+	c.Long = `Remove a node from the cluster: the leader records that this node was removed
+(a tombstone in the replicated store, so it is never added back), takes it
+out of the Raft configuration, and the command returns once the configuration
+no longer has it. If the node is still running, it stops serving (SMTP 421,
+IMAP BYE, /healthz 503 "removed from cluster"), exits with status 3 and will
+not start again from its data directory; it can come back only by joining
+again with a new token.
+
+Refused when the remaining voters would have fewer live nodes than a quorum
+(for example a live node of three while another is dead), unless --force.`
+	c.Flags().BoolVar(&force, "force", false, "remove even if the remaining voters have no quorum of live nodes")
+	return c
+}
+
+// Exit statuses of `raftmail status`.
+const (
+	statusHealthy     = 0 // every node reachable, a voter, no problems; one leader
+	statusDegraded    = 1 // some node unreachable, not a voter or with problems, or no leader
+	statusUnreachable = 2 // the admin API did not answer
+)
+
+func newStatusCmd() *cobra.Command {
+	c := clientCmd("status", "Show every node of the cluster", exactArgs(0, "no arguments"), true, func(cmd *cobra.Command, args []string) error {
+		var out []cluster.NodeStatus
+		if err := call(cmd, "GET", "/v1/status", nil, &out); err != nil {
+			return &exitError{code: statusUnreachable, err: err}
+		}
+		degraded := statusDegradedWhy(out)
+		if wantJSON(cmd) {
+			if err := printJSON(cmd.OutOrStdout(), out); err != nil {
+				return err
+			}
+		} else {
+			if err := printStatus(cmd.OutOrStdout(), out); err != nil {
+				return err
+			}
+			if err := printRevoked(cmd); err != nil {
+				return err
+			}
+		}
+		if len(degraded) > 0 {
+			return &exitError{code: statusDegraded, err: fmt.Errorf("the cluster is degraded: %s", strings.Join(degraded, "; "))}
+		}
+		return nil
+	})
+	c.Long = `Ask every node of the cluster (through the node behind the admin API) for its
+state: role, voter, leader, gossip state, last contact with the leader, applied
+index, lag behind the leader, missing blobs, state hash, cluster certificate
+expiry. A value a node did not report (it did not answer) is shown as "-"
+(null with --json), never as 0.
+
+Exit status: 0 every node is a reachable, healthy voter and there is one
+leader; 1 the cluster is degraded (a node unreachable, not a voter or with
+problems, or no leader; the reasons go to stderr); 2 the admin API could not
+be reached.`
+	return c
+}
+
+func newHealthCmd() *cobra.Command {
+	c := clientCmd("health", "Say whether the local node is healthy (for container health checks)", exactArgs(0, "no arguments"), true, func(cmd *cobra.Command, args []string) error {
+		c, err := adminClient(cmd)
+		if err != nil {
+			return &exitError{code: statusUnreachable, err: err}
+		}
+		ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
+		defer cancel()
+		h, err := getHealth(ctx, c.Addr)
+		if err != nil {
+			return &exitError{code: statusUnreachable, err: err}
+		}
+		if wantJSON(cmd) {
+			if err := printJSON(cmd.OutOrStdout(), h); err != nil {
+				return err
+			}
+		} else if h.Healthy {
+			fmt.Fprintf(cmd.OutOrStdout(), "%s is healthy (%s, leader %s).\n", h.Node, h.Role, h.Leader)
+		}
+		if !h.Healthy {
+			return &exitError{code: statusDegraded, err: fmt.Errorf("node %s is not healthy: %s", h.Node, strings.Join(h.Problems, "; "))}
+		}
+		return nil
+	})
+	c.Long = `Ask the node behind the admin API for its /healthz: healthy when it knows a
+leader, its store and Raft log can be written, it has free space above its
+floor and it is still a member. Exit status: 0 healthy, 1 not healthy (the
+problems go to stderr), 2 the admin API could not be reached. Unlike
+'raftmail status', another node being down does not make this one unhealthy,
+so it suits a container's health check.`
+	return c
+}
+
+// getHealth reads /healthz (200 or 503, both with a Health body).
+func getHealth(ctx context.Context, addr string) (ops.Health, error) {
+	var h ops.Health
+	req, err := http.NewRequestWithContext(ctx, "GET", "http://"+addr+"/healthz", nil)
+	if err != nil {
+		return h, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return h, fmt.Errorf("%w at %s (is `raftmail serve` running there?): %v", ops.ErrUnreachable, addr, err)
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&h); err != nil {
+		return h, fmt.Errorf("health of %s: answer %s: %w", addr, resp.Status, err)
+	}
+	return h, nil
+}
+
+// statusDegradedWhy lists why a status listing is not healthy.
+func statusDegradedWhy(st []cluster.NodeStatus) []string {
+	var why []string
+	leaders := 0
+	for _, s := range st {
+		switch {
+		case !s.Reachable:
+			why = append(why, s.Name+" unreachable")
+		case !s.Voter:
+			why = append(why, s.Name+" not a voter")
+		case len(s.Problems) > 0:
+			why = append(why, s.Name+": "+strings.Join(s.Problems, ", "))
+		}
+		if s.Role == "Leader" {
+			leaders++
+		}
+	}
+	if leaders != 1 {
+		why = append(why, fmt.Sprintf("%d leaders", leaders))
+	}
+	return why
+}
+
+func printStatus(w io.Writer, out []cluster.NodeStatus) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tADDRESS\tROLE\tVOTER\tLEADER\tGOSSIP\tLAST CONTACT\tAPPLIED\tLAG\tMISSING BLOBS\tSTATE HASH\tCERT EXPIRES")
+	unknown := func(known bool, v any) string {
+		if !known {
+			return "-"
+		}
+		return fmt.Sprint(v)
+	}
+	for _, s := range out {
+		role := s.Role
+		if !s.Reachable {
+			role = "unreachable"
+		}
+		hash := s.StateHash
+		if len(hash) > 12 {
+			hash = hash[:12]
+		}
+		gossip := s.Gossip
+		if !s.GossipSince.IsZero() {
+			gossip += " " + time.Since(s.GossipSince).Round(time.Second).String()
+		}
+		leader, contact, cert := s.Leader, s.LastContact, certExpiry(s.CertNotAfter)
+		if !s.Reachable {
+			leader, contact = "-", "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Name, s.ClusterAddr, role, s.Voter, leader, gossip, contact,
+			unknown(s.Reachable, s.AppliedIndex), unknown(s.Reachable && s.LagKnown, s.Lag), unknown(s.Reachable, s.MissingBlobs), unknown(s.Reachable, hash), cert)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, s := range out {
+		if s.Error != "" {
+			fmt.Fprintf(w, "%s: %s\n", s.Name, s.Error)
+		}
+		for _, p := range s.Problems {
+			fmt.Fprintf(w, "%s: %s\n", s.Name, p)
+		}
+	}
+	return nil
 }
 
 func certExpiry(t time.Time) string {

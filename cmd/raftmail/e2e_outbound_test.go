@@ -344,7 +344,7 @@ func startArgs(n *node, extra ...string) {
 		default:
 		}
 		res := n.tryCLI("", "status")
-		return res.exitCode == 0, strings.TrimSpace(res.stderr)
+		return res.exitCode == 0 || res.exitCode == 1, strings.TrimSpace(res.stderr)
 	})
 }
 

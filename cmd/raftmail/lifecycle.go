@@ -12,6 +12,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/raftmail/raftmail/cluster"
 )
 
 // Exit statuses of `raftmail serve` besides 0 (stopped in order) and 1
@@ -20,7 +22,22 @@ const (
 	// exitStorageFailed: a durable write failed (Pebble, the Raft term);
 	// the node stopped rather than go on (sysexits EX_IOERR).
 	exitStorageFailed = 74
+	// exitDeparted: the node was removed from the cluster while it ran
+	// (`raftmail remove`), or will not start because its data directory
+	// belongs to a node that left or was removed. Restarting does not
+	// help: join again with a new token. (systemd:
+	// RestartPreventExitStatus=3.)
+	exitDeparted = 3
 )
+
+// exitError is an error that ends the process with a given status.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
 
 // fatalGoodbye bounds how long a node that must stop at once spends
 // telling its mail clients (SMTP 421, IMAP BYE, POP3 -ERR).
@@ -35,15 +52,38 @@ type lifecycle struct {
 	log  *slog.Logger
 	exit func(code int) // os.Exit
 
-	once sync.Once
-	mu   struct {
+	// stopReq receives the one request for an ordered shutdown that does
+	// not come from a signal: the node left or was removed.
+	stopReq chan stopRequest
+
+	once     sync.Once
+	stopOnce sync.Once
+	mu       struct {
 		sync.Mutex
 		mail *mailServers
 	}
 }
 
+// stopRequest asks serve for its ordered shutdown, then to exit with err
+// (nil: status 0).
+type stopRequest struct {
+	why string
+	err error
+}
+
 func newLifecycle(log *slog.Logger) *lifecycle {
-	return &lifecycle{log: log, exit: os.Exit}
+	return &lifecycle{log: log, exit: os.Exit, stopReq: make(chan stopRequest, 1)}
+}
+
+// requestStop asks for the ordered shutdown; the first request wins.
+func (lc *lifecycle) requestStop(r stopRequest) {
+	lc.stopOnce.Do(func() { lc.stopReq <- r })
+}
+
+// removed is cluster.Config.OnRemoved: the node stops serving through the
+// ordered shutdown and exits with exitDeparted.
+func (lc *lifecycle) removed(d *cluster.Departure) {
+	lc.requestStop(stopRequest{why: "removed from the cluster", err: &exitError{code: exitDeparted, err: d}})
 }
 
 // setMail names the mail servers to say goodbye to.

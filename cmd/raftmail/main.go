@@ -22,6 +22,10 @@ func main() {
 		} else {
 			fmt.Fprintf(os.Stderr, "raftmail: %v\n", err)
 		}
+		var ee *exitError
+		if errors.As(err, &ee) {
+			os.Exit(ee.code)
+		}
 		os.Exit(1)
 	}
 }
@@ -74,6 +78,7 @@ Look at it:        raftmail status`,
 		newLeaveCmd(),
 		newRemoveCmd(),
 		newStatusCmd(),
+		newHealthCmd(),
 		newDomainCmd(),
 		newUserCmd(),
 		newAliasCmd(),

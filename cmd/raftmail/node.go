@@ -138,6 +138,20 @@ func prepareDataDir(cfg *nodeConfig) error {
 	return nil
 }
 
+// clearDepartedNode deletes what a node that left or was removed kept in
+// its data directory, before a new join there.
+func clearDepartedNode(cfg *nodeConfig) error {
+	for _, p := range []string{configFile, adminTokenFile, "cluster", "store", "tls"} {
+		if err := os.RemoveAll(cfg.path(p)); err != nil {
+			return fmt.Errorf("clear the departed node's data in %s: %w", cfg.dataDir, err)
+		}
+	}
+	if err := cluster.ClearDeparture(cfg.dataDir); err != nil {
+		return err
+	}
+	return prepareDataDir(cfg)
+}
+
 // initCluster creates a new cluster in cfg's data directory: CA, node
 // certificate, gossip key, admin token, a bootstrapped one-node Raft with
 // the secrets in the replicated store, and a first join token.
@@ -192,15 +206,8 @@ func initCluster(cfg *nodeConfig, clusterName string, tokenTTL time.Duration, lo
 	defer rt.close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := rt.node.WaitLeader(ctx); err != nil {
-		return cluster.Token{}, err
-	}
-	for !rt.node.IsLeader() {
-		select {
-		case <-ctx.Done():
-			return cluster.Token{}, errors.New("the new one-node cluster did not elect itself leader")
-		case <-time.After(20 * time.Millisecond):
-		}
+	if err := rt.node.WaitLeading(ctx); err != nil {
+		return cluster.Token{}, fmt.Errorf("the new one-node cluster did not elect itself leader: %w", err)
 	}
 	if err := rt.node.InstallSecrets(ctx, clusterName, ca, gossipKey); err != nil {
 		return cluster.Token{}, fmt.Errorf("store cluster secrets: %w", err)
@@ -354,6 +361,7 @@ func startRuntime(cfg *nodeConfig, log *slog.Logger, lc *lifecycle) (*runtime, e
 	cc.OnCertRenewed = func(certPEM, keyPEM []byte) error { return keepRenewedCert(cfg, certPEM, keyPEM) }
 	cc.Logger = log
 	cc.OnFatal = lc.fatal
+	cc.OnRemoved = lc.removed
 	node, err := cluster.New(*cc, store)
 	if err != nil {
 		store.Close()
@@ -361,6 +369,9 @@ func startRuntime(cfg *nodeConfig, log *slog.Logger, lc *lifecycle) (*runtime, e
 	}
 	if err := node.Start(); err != nil {
 		store.Close()
+		if errors.Is(err, cluster.ErrDeparted) {
+			return nil, &exitError{code: exitDeparted, err: err}
+		}
 		return nil, err
 	}
 	return &runtime{store: store, node: node, log: log, lc: lc}, nil
@@ -453,7 +464,10 @@ no node yet becomes a new one-node cluster, so 'raftmail serve' alone just works
 Stops cleanly on SIGINT or SIGTERM, within --shutdown-timeout (else, or at a
 second signal, it exits 1 and logs what was stuck). Below --min-free-space it
 refuses new mail until space is freed; if a write to its disk fails anyway it
-exits 74 (restart it once the disk has room).
+exits 74 (restart it once the disk has room). A node removed from the cluster
+('raftmail remove') stops in order and exits 3; after 'raftmail leave' it stops
+and exits 0. Either way it then refuses to start from this data directory
+(exit 3) until it joins again with a new token.
 
 Each mail protocol has two connection caps, per client address and per node
 (--smtp-conn-limit-per-ip, --imap-conn-limit, ...). A client past one is
@@ -501,18 +515,30 @@ func serve(cfg *nodeConfig, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("read admin token: %w", err)
 	}
+	if d, err := cluster.ReadDeparture(cfg.dataDir); err != nil {
+		return err
+	} else if d != nil {
+		return &exitError{code: exitDeparted, err: d}
+	}
 	lc := newLifecycle(log)
 	rt, err := startRuntime(cfg, log, lc)
 	if err != nil {
 		return err
 	}
-	left := make(chan struct{})
 	rt.metrics = prometheus.NewRegistry()
 	admin, err := ops.NewAdmin(ops.AdminConfig{
-		Addr:     cfg.AdminAddr,
-		Token:    strings.TrimSpace(string(tokenBytes)),
-		Node:     rt.node,
-		OnLeave:  func() { close(left) },
+		Addr:  cfg.AdminAddr,
+		Token: strings.TrimSpace(string(tokenBytes)),
+		Node:  rt.node,
+		// Leave returns once the node has left; the ordered shutdown
+		// follows (the answer is sent before the admin API stops).
+		Leave: func(ctx context.Context, force bool) error {
+			if err := rt.node.Leave(ctx, force); err != nil {
+				return err
+			}
+			lc.requestStop(stopRequest{why: "left the cluster"})
+			return nil
+		},
 		Registry: rt.metrics,
 		Logger:   log.With("component", "admin"),
 	})
@@ -536,18 +562,20 @@ func serve(cfg *nodeConfig, log *slog.Logger) error {
 
 	sig := make(chan os.Signal, 2)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	var exitErr error
 	select {
 	case s := <-sig:
 		log.Info("stopping", "signal", s.String(), "timeout", cfg.shutdownTimeout())
-	case <-left:
-		log.Info("left the cluster; stopping", "timeout", cfg.shutdownTimeout())
+	case r := <-lc.stopReq:
+		log.Warn("stopping: "+r.why, "timeout", cfg.shutdownTimeout())
+		exitErr = r.err
 	}
 	if err := stopWithin(rt.shutdown, &rt.step, log, cfg.shutdownTimeout(), sig); err != nil {
 		return err // main exits at once, whatever is still running
 	}
 	signal.Stop(sig)
 	log.Info("stopped")
-	return nil
+	return exitErr
 }
 
 // stopWithin runs the ordered shutdown and returns nil once it finished,
@@ -623,8 +651,14 @@ Then start the node with 'raftmail serve'; it becomes a voter within seconds.`,
 }
 
 func joinCluster(cmd *cobra.Command, cfg *nodeConfig, tok cluster.Token, addrs []string) error {
-	if err := prepareDataDir(cfg); err != nil {
+	departed, err := cluster.ReadDeparture(cfg.dataDir)
+	if err != nil {
 		return err
+	}
+	if departed == nil {
+		if err := prepareDataDir(cfg); err != nil {
+			return err
+		}
 	}
 	key, keyPEM, err := cluster.NewNodeKey()
 	if err != nil {
@@ -656,6 +690,13 @@ func joinCluster(cmd *cobra.Command, cfg *nodeConfig, tok cluster.Token, addrs [
 	}
 	if res == nil {
 		return errors.Join(errs...)
+	}
+	if departed != nil {
+		// The node that lived here left or was removed: its state goes,
+		// the new node starts afresh.
+		if err := clearDepartedNode(cfg); err != nil {
+			return err
+		}
 	}
 	for _, f := range []struct {
 		path string

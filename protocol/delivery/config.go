@@ -21,11 +21,11 @@ type Cluster interface {
 	Propose(ctx context.Context, cmd storage.Command) (uint64, storage.Result, error)
 	// FetchBlob returns a blob from the local store or a peer.
 	FetchBlob(ctx context.Context, h storage.Hash) ([]byte, error)
-	// IsLeader reports whether this node leads now.
-	IsLeader() bool
-	// Barrier waits until this node, as leader, has applied everything
-	// committed before it.
-	Barrier(timeout time.Duration) error
+	// RunAsLeader calls task, in a goroutine of its own, each time this
+	// node establishes leadership (after a Barrier: the local store has
+	// everything earlier leaders committed), with a context cancelled
+	// when leadership is lost.
+	RunAsLeader(name string, task func(ctx context.Context))
 	// Name is this node's name, as queue leases name it.
 	Name() string
 	// LiveNodes lists the voters that gossip reports alive.

@@ -27,6 +27,10 @@ type Service struct {
 
 	mu struct {
 		sync.Mutex
+		// leading counts scheduler runs in progress (leader tasks:
+		// their goroutines belong to the cluster's leader loop); Stop
+		// waits for them.
+		leading  sync.WaitGroup
 		started  bool
 		stopped  bool
 		inflight map[string]bool      // queue IDs being delivered here
@@ -57,9 +61,9 @@ func (s *Service) Start() {
 		return
 	}
 	s.mu.started = true
-	s.wg.Add(2)
-	go s.schedulerLoop()
+	s.wg.Add(1)
 	go s.workerLoop()
+	s.cfg.Cluster.RunAsLeader("delivery-scheduler", s.schedule)
 }
 
 // Stop stops both loops, aborts deliveries in flight (their leases expire
@@ -76,32 +80,31 @@ func (s *Service) Stop() {
 	close(s.stop)
 	s.cancel()
 	s.wg.Wait()
+	s.mu.leading.Wait()
 }
 
-// schedulerLoop leases due entries to live nodes while this node leads.
-// After gaining leadership it first waits for a Barrier, so it decides on
+// schedule is the scheduler, a leader task: while this node leads (and
+// the service runs) it leases due entries to live nodes every
+// PollInterval. The cluster starts it after a Barrier, so it decides on
 // the state every earlier leader committed.
-func (s *Service) schedulerLoop() {
-	defer s.wg.Done()
+func (s *Service) schedule(ctx context.Context) {
+	s.mu.Lock()
+	if s.mu.stopped {
+		s.mu.Unlock()
+		return
+	}
+	s.mu.leading.Add(1)
+	s.mu.Unlock()
+	defer s.mu.leading.Done()
 	t := time.NewTicker(s.cfg.PollInterval)
 	defer t.Stop()
-	ready := false
 	for {
 		select {
 		case <-s.stop:
 			return
+		case <-ctx.Done():
+			return
 		case <-t.C:
-		}
-		if !s.cfg.Cluster.IsLeader() {
-			ready = false
-			continue
-		}
-		if !ready {
-			if err := s.cfg.Cluster.Barrier(10 * time.Second); err != nil {
-				s.log.Warn("delivery: barrier after gaining leadership failed", "err", err)
-				continue
-			}
-			ready = true
 		}
 		s.scheduleOnce()
 	}
