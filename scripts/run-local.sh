@@ -52,8 +52,12 @@ start() { # start node $1 in the background, logging to $DIR/node$1.log
 
 wait_admin() { # wait until node $1's admin API answers
 	for _ in $(seq 1 100); do
+		# status exits 0 (healthy) or 1 (degraded, e.g. a node still
+		# joining) once the admin API answers, 2 while it does not.
+		rc=0
 		# shellcheck disable=SC2046
-		if "$BIN" status $(admin "$1") >/dev/null 2>&1; then return 0; fi
+		"$BIN" status $(admin "$1") >/dev/null 2>&1 || rc=$?
+		if [ "$rc" -ne 2 ]; then return 0; fi
 		sleep 0.1
 	done
 	echo "node$1 did not come up; see $DIR/node$1.log" >&2
