@@ -201,14 +201,14 @@ func (c *Checker) Authenticate(ctx context.Context, ip, username, password strin
 	switch {
 	case err == nil:
 		c.stats.success.Add(1)
-		c.end(keys, now, false)
+		c.end(keys, now, succeeded)
 		return acct, nil
 	case !errors.Is(err, storage.ErrAuthFailed) && !errors.Is(err, storage.ErrNotFound):
-		c.end(keys, now, false)
+		c.end(keys, now, undecided)
 		return storage.Account{}, fmt.Errorf("auth: check credentials: %w", err)
 	}
 	c.stats.failure.Add(1)
-	n, lockedNow := c.end(keys, now, true)
+	n, lockedNow := c.end(keys, now, failed)
 	c.log.Warn("login failed", "user", user, "ip", ip, "recent_failures", n, "locked", lockedNow)
 	c.wait(ctx, c.delay(n))
 	return storage.Account{}, ErrFailed
@@ -253,11 +253,20 @@ func (c *Checker) limit(class keyClass) int {
 	return 0
 }
 
+// outcome is how an attempt ended.
+type outcome int
+
+const (
+	failed    outcome = iota // wrong credentials
+	succeeded                // logged in
+	undecided                // the check itself failed (the store)
+)
+
 // end ends an attempt begun at now. A failure is recorded under every key;
 // a success clears the pair. It sends the changed records to the peers
 // and returns the highest failure count of the keys and whether this
 // failure locked one of them.
-func (c *Checker) end(keys []throttleKey, now time.Time, failed bool) (int, bool) {
+func (c *Checker) end(keys []throttleKey, now time.Time, how outcome) (int, bool) {
 	ms := now.UnixMilli()
 	var out []record
 	highest, lockedNow := 0, false
@@ -269,14 +278,14 @@ func (c *Checker) end(keys []throttleKey, now time.Time, failed bool) (int, bool
 			e.inflight--
 		}
 		switch {
-		case failed:
+		case how == failed:
 			out = append(out, t.fail(e, c.cfg.Node, ms))
 			n := t.count(e, ms)
 			highest = max(highest, n)
 			if limit := c.limit(k.class); limit > 0 && n == limit {
 				lockedNow = true
 			}
-		case k.class == classPair:
+		case how == succeeded && k.class == classPair:
 			if t.count(e, ms) > e.inflight {
 				out = append(out, t.clear(e, c.cfg.Node, ms))
 			}

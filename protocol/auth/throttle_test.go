@@ -316,7 +316,7 @@ func TestTableBounded(t *testing.T) {
 		if class, _ := c.begin(keys, now); class != 0 {
 			t.Fatalf("fresh key locked")
 		}
-		c.end(keys, now, true)
+		c.end(keys, now, failed)
 		id := makeKey(classAccount, "", fmt.Sprint(i)).id
 		mustMerge(t, c, encodeRecords([]record{{class: classAccount, id: id, origin: "n2", at: []int64{now.UnixMilli()}}}))
 	}
