@@ -94,6 +94,9 @@ type Config struct {
 	// GossipInterval speeds up memberlist in tests; 0 = memberlist's LAN
 	// defaults.
 	GossipInterval time.Duration
+	// Gossip, if not nil, carries an application's small shared state
+	// between the members (login throttling); see GossipChannel.
+	Gossip *GossipChannel
 
 	// Logger receives all cluster logs, including raft's and memberlist's.
 	// nil = discard.

@@ -44,8 +44,8 @@ func (n *Node) startGossip() error {
 	mc.SecretKey = n.cfg.GossipKey
 	mc.GossipVerifyIncoming = true
 	mc.GossipVerifyOutgoing = true
-	mc.Delegate = &gossipDelegate{meta: n.gossipMeta()}
 	n.events = newGossipEvents(n.reconcileKick)
+	mc.Delegate = n.cfg.Gossip.delegate(&gossipDelegate{meta: n.gossipMeta()}, n.events.aliveMembers)
 	mc.Events = n.events
 	mc.Logger = NewStdLogger(n.log, "memberlist")
 	if n.cfg.GossipInterval > 0 {

@@ -52,7 +52,11 @@ func startMail(cfg *nodeConfig, rt *runtime, log *slog.Logger) (*mailServers, er
 	if err != nil {
 		return nil, err
 	}
-	checker := auth.New(auth.Config{Store: rt.store, Logger: log.With("component", "auth")})
+	authCfg := auth.Config{Store: rt.store, Node: cfg.Name, Logger: log.With("component", "auth")}
+	if rt.gossip != nil {
+		authCfg.Peers = rt.gossip
+	}
+	checker := auth.New(authCfg)
 	pipeline, err := accept.New(accept.Config{
 		Cluster:         rt.node,
 		SpoolDir:        cfg.path("spool"),
@@ -68,6 +72,9 @@ func startMail(cfg *nodeConfig, rt *runtime, log *slog.Logger) (*mailServers, er
 	if rt.metrics != nil {
 		if err := rt.metrics.Register(accept.NewCollector(cfg.Name, pipeline)); err != nil {
 			return nil, fmt.Errorf("register accept metrics: %w", err)
+		}
+		if err := rt.metrics.Register(auth.NewCollector(cfg.Name, checker)); err != nil {
+			return nil, fmt.Errorf("register login metrics: %w", err)
 		}
 	}
 	resolver := mailauth.NewResolver(cfg.DNSResolver)
@@ -140,6 +147,9 @@ func startMail(cfg *nodeConfig, rt *runtime, log *slog.Logger) (*mailServers, er
 		return nil, err
 	}
 	listeners = append(listeners, imapLs...)
+	// The saved throttle table is loaded before the first login.
+	stopThrottle := startThrottle(cfg, rt, checker, log.With("component", "auth"))
+	ms.shutdowns = append(ms.shutdowns, func(context.Context) error { stopThrottle(); return nil })
 	for _, l := range listeners {
 		if !listening(l.addr) {
 			continue

@@ -235,6 +235,8 @@ type runtime struct {
 	// the mail listeners add their connection figures to it.
 	metrics *prometheus.Registry
 	lc      *lifecycle
+	// gossip carries the login throttle records between the nodes.
+	gossip *cluster.GossipChannel
 	// step is what shutdown is doing, for the log when it takes too long.
 	step shutdownStep
 }
@@ -362,6 +364,7 @@ func startRuntime(cfg *nodeConfig, log *slog.Logger, lc *lifecycle) (*runtime, e
 	cc.Logger = log
 	cc.OnFatal = lc.fatal
 	cc.OnRemoved = lc.removed
+	cc.Gossip = cluster.NewGossipChannel()
 	node, err := cluster.New(*cc, store)
 	if err != nil {
 		store.Close()
@@ -374,7 +377,7 @@ func startRuntime(cfg *nodeConfig, log *slog.Logger, lc *lifecycle) (*runtime, e
 		}
 		return nil, err
 	}
-	return &runtime{store: store, node: node, log: log, lc: lc}, nil
+	return &runtime{store: store, node: node, log: log, lc: lc, gossip: cc.Gossip}, nil
 }
 
 // close shuts down in reverse order: mail listeners (letting messages in

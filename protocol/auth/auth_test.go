@@ -1,11 +1,9 @@
 package auth
 
 import (
-	"context"
 	"errors"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/raftmail/raftmail/storage"
 )
@@ -36,42 +34,6 @@ func newStore(t *testing.T) *storage.Store {
 		QuotaBytes            int64
 	}{"u@example.test", hash, 0})
 	return st
-}
-
-func TestAuthenticateAndLock(t *testing.T) {
-	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	c := New(Config{Store: newStore(t), MaxFailures: 3, BaseDelay: -1, Now: func() time.Time { return now }})
-	ctx := context.Background()
-	if _, err := c.Authenticate(ctx, "192.0.2.1", "U@example.test", "right-password"); err != nil {
-		t.Fatalf("good login: %v", err)
-	}
-	for i := 0; i < 3; i++ {
-		if _, err := c.Authenticate(ctx, "192.0.2.1", "u@example.test", "wrong"); !errors.Is(err, ErrFailed) {
-			t.Fatalf("failure %d: %v", i, err)
-		}
-	}
-	// Locked now, even with the right password, from this IP...
-	if _, err := c.Authenticate(ctx, "192.0.2.1", "u@example.test", "right-password"); !errors.Is(err, ErrLocked) {
-		t.Fatalf("after 3 failures: %v, want ErrLocked", err)
-	}
-	// ...and for this account from anywhere.
-	if _, err := c.Authenticate(ctx, "192.0.2.99", "u@example.test", "right-password"); !errors.Is(err, ErrLocked) {
-		t.Fatalf("account lock: %v, want ErrLocked", err)
-	}
-	now = now.Add(16 * time.Minute)
-	if _, err := c.Authenticate(ctx, "192.0.2.1", "u@example.test", "right-password"); err != nil {
-		t.Fatalf("after the lock expired: %v", err)
-	}
-	if _, err := c.Authenticate(ctx, "", "nobody@example.test", "x"); !errors.Is(err, ErrFailed) {
-		t.Fatalf("unknown user: %v", err)
-	}
-}
-
-func TestDelayGrows(t *testing.T) {
-	c := New(Config{Store: nil})
-	if c.delay(1) != 250*time.Millisecond || c.delay(2) != 500*time.Millisecond || c.delay(10) != 4*time.Second {
-		t.Fatalf("delays: %v %v %v", c.delay(1), c.delay(2), c.delay(10))
-	}
 }
 
 func TestLoginServer(t *testing.T) {
