@@ -340,10 +340,20 @@ func (n *Node) removeChecked(ctx context.Context, req removeRequest) error {
 	if err != nil {
 		return err
 	}
-	if _, res, err := n.Propose(ctx, cmd); err != nil {
+	idx, res, err := n.Propose(ctx, cmd)
+	if err != nil {
 		return err
 	} else if err := res.Err(); err != nil {
 		return err
+	}
+	if alive[req.Node] {
+		var addr string
+		for _, s := range servers {
+			if string(s.ID) == req.Node {
+				addr = string(s.Address)
+			}
+		}
+		n.waitApplied(ctx, req.Node, addr, idx, removeNoticeWait)
 	}
 	n.log.Warn("removing node from the cluster", "peer", req.Node, "reason", req.Reason, "instance", ts.Instance, "forced", req.Force)
 	return n.raft.RemoveServer(raft.ServerID(req.Node), 0, time.Until(deadlineOf(ctx))).Error()
@@ -484,4 +494,35 @@ func (n *Node) departedProblem() []string {
 		return []string{"left the cluster at " + d.Time.UTC().Format(time.RFC3339)}
 	}
 	return []string{fmt.Sprintf("removed from cluster at %s (by %s)", d.Time.UTC().Format(time.RFC3339), d.By)}
+}
+
+// removeNoticeWait bounds how long the leader waits for a living node to
+// apply its own tombstone before taking it out of the configuration: once
+// out, the leader sends it no more entries, and its certificates are
+// revoked right after, so a node that had not applied the tombstone by
+// then would never learn it was removed.
+const removeNoticeWait = 5 * time.Second
+
+// waitApplied waits, at most limit, until node (at addr) has applied
+// index, asking it for its status.
+func (n *Node) waitApplied(ctx context.Context, node, addr string, index uint64, limit time.Duration) {
+	deadline := time.Now().Add(limit)
+	for {
+		b, err := n.rpc.call(addr, methodStatus, nil, time.Second)
+		if err == nil {
+			var st NodeStatus
+			if json.Unmarshal(b, &st) == nil && st.AppliedIndex >= index {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			n.log.Warn("removing a node that has not applied its removal yet: it will not learn it was removed", "peer", node, "index", index, "err", err)
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
