@@ -115,9 +115,18 @@ func TestTranscriptEdges(t *testing.T) {
 
 	// Malformed MIME and non-UTF-8 never panic; BODYSTRUCTURE is answered.
 	e.deliver(0, "INBOX", brokenMsg)
-	lines := c.expect("NOOP", "OK")
-	if !contains(lines, "* 4 EXISTS") {
-		t.Fatalf("no EXISTS for a delivery: %q", lines)
+	// The session hears of the delivery from the store's change feed,
+	// which may come a moment after the commit: NOOP until it has.
+	var lines []string
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		lines = c.expect("NOOP", "OK")
+		if contains(lines, "* 4 EXISTS") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no EXISTS for a delivery: %q", lines)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	lines = c.expect("FETCH 4 (BODYSTRUCTURE ENVELOPE BODY[1] BINARY[1] BINARY.SIZE[1] BODY.PEEK[HEADER.FIELDS (Subject)])", "OK")
 	if !contains(lines, "BODYSTRUCTURE (") || !contains(lines, "ENVELOPE (") {
