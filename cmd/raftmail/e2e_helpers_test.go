@@ -437,18 +437,41 @@ func (n *node) join(tok, via string) cliResult {
 
 // start runs `raftmail serve` in the background with fast timings and
 // waits until the node's admin API answers. The process is stopped when
-// the test ends.
+// the test ends. Ports are picked free but another process can take one
+// before the node binds it: when a mail or admin listener finds its port
+// taken, the node is started again on new ones (the cluster and gossip
+// ports cannot change once the node is in the cluster).
 func (n *node) start() {
 	n.t.Helper()
 	if n.running() {
 		n.t.Fatalf("start %s: already running", n.name)
 	}
+	for attempt := 1; ; attempt++ {
+		if n.startOnce() {
+			return
+		}
+		if attempt == 3 {
+			n.t.Fatalf("%s: a port was taken at every start", n.name)
+		}
+		n.t.Logf("%s: a listener's port was taken by another process: starting again on new ports", n.name)
+		n.adminAddr = loopback(freePort(n.t))
+		n.smtpAddr, n.submissionAddr = loopback(freePort(n.t)), loopback(freePort(n.t))
+		n.imapAddr, n.imapsAddr = loopback(freePort(n.t)), loopback(freePort(n.t))
+		n.pop3Addr, n.pop3sAddr = loopback(freePort(n.t)), loopback(freePort(n.t))
+	}
+}
+
+// startOnce is one start; false if the node exited because a mail or
+// admin listener's port was taken.
+func (n *node) startOnce() bool {
+	n.t.Helper()
 	logf, err := os.OpenFile(n.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 	if err != nil {
 		n.t.Fatal(err)
 	}
 	defer logf.Close() // the child has its own copy
-	fmt.Fprintf(logf, "==== %s: serve %s\n", time.Now().Format(time.RFC3339Nano), n.name)
+	marker := fmt.Sprintf("==== %s: serve %s", time.Now().Format(time.RFC3339Nano), n.name)
+	fmt.Fprintln(logf, marker)
 	args := append(append(append([]string{"serve"}, n.nodeFlags()...), fastTimings...), n.serveFlags...)
 	cmd := exec.Command(binary(n.t), args...)
 	cmd.Env = cliEnv()
@@ -464,10 +487,12 @@ func (n *node) start() {
 	n.cmd, n.done = cmd, done
 	n.t.Cleanup(func() { n.stopProcess(cmd, done) })
 
+	exited := false
 	d := waitFor(n.t, clusterTimeout, n.name+"'s admin API", func() (bool, string) {
 		select {
 		case <-done:
-			n.t.Fatalf("%s exited during start-up: %v\n%s", n.name, cmd.ProcessState, tail(n.logPath, 30))
+			exited = true
+			return true, ""
 		default:
 		}
 		res := n.tryCLI("", "status")
@@ -475,7 +500,16 @@ func (n *node) start() {
 		// node not a voter yet, another one down).
 		return res.exitCode == 0 || res.exitCode == 1, strings.TrimSpace(res.stderr)
 	})
+	if exited {
+		b, _ := os.ReadFile(n.logPath)
+		_, this, _ := strings.Cut(string(b), marker)
+		if strings.Contains(this, "address already in use") && !strings.Contains(this, n.clusterAddr) && !strings.Contains(this, n.gossipAddr) {
+			return false
+		}
+		n.t.Fatalf("%s exited during start-up: %v\n%s", n.name, cmd.ProcessState, tail(n.logPath, 30))
+	}
 	n.t.Logf("%s (pid %d) answers on %s after %s", n.name, cmd.Process.Pid, n.adminAddr, d.Round(time.Millisecond))
+	return true
 }
 
 func (n *node) running() bool {
