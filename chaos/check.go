@@ -48,8 +48,10 @@ type CheckResult struct {
 //     expunged or moved). The canary, if answered OK, is checked too.
 //   - no-phantom: every message stored on any node, seen by any read, or
 //     queued has a chaos ID that a send addressed to that account carried,
-//     with the same body hash; a message whose every send to that account
-//     failed appears nowhere.
+//     with the same body hash (the exact bytes after the header block); a
+//     message whose every send to that account failed appears nowhere; a
+//     message's BODY[HEADER] is the header block of its BODY[], byte for
+//     byte.
 //   - no-duplicates: a message appears in one account of one node (all its
 //     mailboxes together) and in one node's queue at most as many times as
 //     it was sent with an OK or unknown outcome. Extra copies that retries
@@ -542,6 +544,11 @@ func checkNoPhantom(h History, ix *index) CheckResult {
 	type verdict struct{ chaos, hash, acct string }
 	good := make(map[verdict]bool) // messages already judged fine
 	check := func(where func() string, acct string, m Msg) {
+		if m.HeaderMismatch {
+			note(key{"header", m.ChaosID, acct}, func() string {
+				return fmt.Sprintf("%s: message %s: its BODY[HEADER] is not the header of its BODY[] byte for byte (the header block the node keeps and the stored message disagree)", where(), m.ChaosID)
+			})
+		}
 		v := verdict{m.ChaosID, m.BodyHash, acct}
 		if good[v] {
 			return

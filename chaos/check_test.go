@@ -654,3 +654,15 @@ func TestEpoch(t *testing.T) {
 		}
 	}
 }
+
+// TestHeaderMismatchFails: a stored message whose header block (what
+// ENVELOPE and HEADER are answered from) is not the header of its full
+// text fails no-phantom.
+func TestHeaderMismatchFails(t *testing.T) {
+	h := cleanHistory()
+	mailbox(&h, "n2", "INBOX").Messages[1].HeaderMismatch = true
+	r := resultOf(Check(h), InvNoPhantom)
+	if r.Pass || len(r.Examples) == 0 || !strings.Contains(r.Examples[0], "BODY[HEADER]") {
+		t.Fatalf("no-phantom with a header mismatch: %+v", r)
+	}
+}

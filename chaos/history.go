@@ -68,6 +68,10 @@ type Msg struct {
 	UID      uint32 `json:"uid"`
 	ChaosID  string `json:"chaos_id"`
 	BodyHash string `json:"body_hash"`
+	// HeaderMismatch: the message's BODY[HEADER] (the header block the
+	// node keeps for ENVELOPE and HEADER) is not the header of its
+	// BODY[], byte for byte.
+	HeaderMismatch bool `json:"header_mismatch,omitempty"`
 }
 
 // Fault is one injected fault: when it started and when it was healed.

@@ -33,32 +33,31 @@ const ChaosHeader = "X-Chaos-Id"
 const RemoteDomain = "remote.test"
 
 // BodyHash returns the hex SHA-256 of a message's body, as both the
-// senders (Op.BodyHash) and every read (Msg.BodyHash) define it: the bytes
-// after the first empty line of raw (the end of the header block), with
-// every line ending (CRLF, lone LF, lone CR) made CRLF and trailing empty
-// lines dropped, so that a non-empty body ends in exactly one CRLF. A
-// message without an empty line has an empty body. Headers the server
-// adds (Received, DKIM-Signature) and SMTP dot-stuffing therefore do not
-// change the hash.
+// senders (Op.BodyHash) and every read (Msg.BodyHash) define it: the exact
+// bytes after the end of the header block (the first empty line, CRLF
+// CRLF). A message without one has an empty body. Headers the server adds
+// (Received, DKIM-Signature) therefore do not change the hash, and SMTP
+// dot-stuffing must have been undone exactly.
 func BodyHash(raw []byte) string {
-	s := bytes.ReplaceAll(raw, []byte("\r\n"), []byte("\n"))
-	s = bytes.ReplaceAll(s, []byte("\r"), []byte("\n"))
 	var body []byte
-	switch {
-	case bytes.HasPrefix(s, []byte("\n")):
-		body = s[1:]
-	default:
-		if i := bytes.Index(s, []byte("\n\n")); i >= 0 {
-			body = s[i+2:]
-		}
+	if i := bytes.Index(raw, []byte("\r\n\r\n")); i >= 0 {
+		body = raw[i+4:]
+	} else if bytes.HasPrefix(raw, []byte("\r\n")) {
+		body = raw[2:]
 	}
-	body = bytes.TrimRight(body, "\n")
-	h := sha256.New()
-	if len(body) > 0 {
-		h.Write(bytes.ReplaceAll(body, []byte("\n"), []byte("\r\n")))
-		h.Write([]byte("\r\n"))
+	h := sha256.Sum256(body)
+	return hex.EncodeToString(h[:])
+}
+
+// headerMatches reports whether header (a read's BODY[HEADER]: the header
+// block the node keeps apart to answer ENVELOPE and HEADER fetches) is
+// the header block of raw, byte for byte, its empty line included.
+func headerMatches(raw, header []byte) bool {
+	i := bytes.Index(raw, []byte("\r\n\r\n"))
+	if i < 0 {
+		return bytes.Equal(header, raw) || bytes.Equal(header, append(raw, "\r\n"...))
 	}
-	return hex.EncodeToString(h.Sum(nil))
+	return bytes.Equal(header, raw[:i+4])
 }
 
 // ChaosIDOf returns the value of raw's X-Chaos-Id header (unfolded and
@@ -83,28 +82,61 @@ func ChaosIDOf(raw []byte) string {
 	return ""
 }
 
-// readMsg is what a read of one stored message yields.
-func readMsg(uid uint32, raw []byte) Msg {
-	return Msg{UID: uid, ChaosID: ChaosIDOf(raw), BodyHash: BodyHash(raw)}
+// readMsg is what a read of one stored message yields: raw is its
+// BODY[], header its BODY[HEADER] (nil if not read).
+func readMsg(uid uint32, raw, header []byte) Msg {
+	m := Msg{UID: uid, ChaosID: ChaosIDOf(raw), BodyHash: BodyHash(raw)}
+	if header != nil && !headerMatches(raw, header) {
+		m.HeaderMismatch = true
+	}
+	return m
 }
 
-// bodyAlphabet has no '.', so no body line needs dot-stuffing (the hash
-// would survive it anyway).
+// bodyAlphabet has no '.': the lines that start with one are made on
+// purpose (see buildMessage).
 const bodyAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/ "
 
+// eightBit are lines of UTF-8 text for 8-bit bodies.
+var eightBit = []string{"Grüße aus Köln, naïve café", "日本語のメール本文", "Ελληνικά και русский текст", "emoji 📬 and ½ ¾ €"}
+
 // buildMessage returns a message with the chaos header and a random body
-// of about size bytes in lines of 76 characters, and its BodyHash.
+// of about size bytes in lines of 76 characters, and its BodyHash. Bodies
+// are what SMTP allows but trips servers: lines that start with a dot
+// (".", "..", ".x": dot-stuffed on the wire, unstuffed by the server), a
+// line of 998 characters (the longest RFC 5322 allows), and 8-bit UTF-8
+// text (sent with BODY=8BITMIME); each on about one message in three.
 func buildMessage(rng *rand.Rand, id, from, to string, size int) ([]byte, string) {
 	var b bytes.Buffer
+	utf8Body := rng.IntN(3) == 0
 	fmt.Fprintf(&b, "From: <%s>\r\nTo: <%s>\r\nSubject: chaos %s\r\n", from, to, id)
 	fmt.Fprintf(&b, "Date: %s\r\nMessage-ID: <%s@chaos.test>\r\n", time.Now().Format(time.RFC1123Z), id)
-	fmt.Fprintf(&b, "%s: %s\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n", ChaosHeader, id)
+	if utf8Body {
+		fmt.Fprintf(&b, "%s: %s\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n", ChaosHeader, id)
+	} else {
+		fmt.Fprintf(&b, "%s: %s\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n", ChaosHeader, id)
+	}
+	if rng.IntN(3) == 0 {
+		b.WriteString(".\r\n..\r\n.leading dot\r\n")
+	}
+	if rng.IntN(3) == 0 {
+		long := make([]byte, 998)
+		for i := range long {
+			long[i] = bodyAlphabet[rng.IntN(len(bodyAlphabet)-1)] // no space: nothing to fold
+		}
+		b.Write(long)
+		b.WriteString("\r\n")
+	}
 	line := make([]byte, 76)
 	for n := 0; n < size; n += len(line) + 2 {
+		if utf8Body && rng.IntN(4) == 0 {
+			b.WriteString(eightBit[rng.IntN(len(eightBit))])
+			b.WriteString("\r\n")
+			continue
+		}
 		for i := range line {
 			line[i] = bodyAlphabet[rng.IntN(len(bodyAlphabet))]
 		}
-		line[0] = 'x' // never a leading space or dot
+		line[0] = 'x' // no leading space
 		b.Write(line)
 		b.WriteString("\r\n")
 	}
@@ -659,9 +691,10 @@ func (ic *imapConn) selectAndFetch(op *Op, mailbox string, readOnly bool) error 
 	var set imap.UIDSet
 	set.AddRange(1, sd.UIDNext-1)
 	section := &imap.FetchItemBodySection{Peek: true}
+	header := &imap.FetchItemBodySection{Specifier: imap.PartSpecifierHeader, Peek: true}
 	var msgs []*imapclient.FetchMessageBuffer
 	err = ic.do(func() (err error) {
-		msgs, err = ic.c.Fetch(set, &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{section}}).Collect()
+		msgs, err = ic.c.Fetch(set, &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{section, header}}).Collect()
 		return err
 	})
 	if err != nil {
@@ -675,7 +708,7 @@ func (ic *imapConn) selectAndFetch(op *Op, mailbox string, readOnly bool) error 
 			// message read.
 			continue
 		}
-		op.Seen = append(op.Seen, readMsg(uint32(m.UID), body))
+		op.Seen = append(op.Seen, readMsg(uint32(m.UID), body, m.FindBodySection(header)))
 	}
 	slices.SortFunc(op.Seen, func(a, b Msg) int { return int(a.UID) - int(b.UID) })
 	return nil

@@ -1,6 +1,7 @@
 package chaos
 
 import (
+	"bytes"
 	"context"
 	"math/rand/v2"
 	"strings"
@@ -8,18 +9,14 @@ import (
 	"time"
 )
 
-// TestBodyHash pins the body hash definition: the bytes after the first
-// empty line, line endings made CRLF, trailing empty lines dropped, so
-// headers a server adds and the form of line endings do not matter.
+// TestBodyHash pins the body hash definition: the exact bytes after the
+// first CRLF CRLF, so headers a server adds do not matter and anything a
+// server changes in the body does.
 func TestBodyHash(t *testing.T) {
 	base := BodyHash([]byte("Subject: x\r\n\r\nline one\r\nline two\r\n"))
 	same := []struct{ name, raw string }{
-		{"LF endings", "Subject: x\n\nline one\nline two\n"},
-		{"no final newline", "Subject: x\r\n\r\nline one\r\nline two"},
-		{"trailing empty lines", "Subject: x\r\n\r\nline one\r\nline two\r\n\r\n\r\n"},
 		{"a Received header prepended", "Received: from a by b; Mon, 1 Jan 2026 00:00:00 +0000\r\nSubject: x\r\n\r\nline one\r\nline two\r\n"},
 		{"other headers", "X-Chaos-Id: other\r\n\r\nline one\r\nline two\r\n"},
-		{"lone CR endings", "Subject: x\r\rline one\rline two\r"},
 	}
 	for _, tc := range same {
 		if got := BodyHash([]byte(tc.raw)); got != base {
@@ -30,6 +27,10 @@ func TestBodyHash(t *testing.T) {
 		{"a changed line", "Subject: x\r\n\r\nline one\r\nline 2\r\n"},
 		{"a leading empty line in the body", "Subject: x\r\n\r\n\r\nline one\r\nline two\r\n"},
 		{"no body", "Subject: x\r\nline one\r\nline two\r\n"},
+		{"LF endings", "Subject: x\r\n\r\nline one\nline two\n"},
+		{"no final newline", "Subject: x\r\n\r\nline one\r\nline two"},
+		{"a trailing empty line", "Subject: x\r\n\r\nline one\r\nline two\r\n\r\n"},
+		{"a dot left stuffed", "Subject: x\r\n\r\nline one\r\n..line two\r\n"},
 	}
 	for _, tc := range differ {
 		if got := BodyHash([]byte(tc.raw)); got == base {
@@ -71,7 +72,8 @@ func TestQueueIDOf(t *testing.T) {
 }
 
 // TestBuildMessage: what a sender records is what a read computes from the
-// message, whatever a server prepends.
+// message, whatever a server prepends; the bodies carry dot lines, a
+// 998-character line and 8-bit text on some messages.
 func TestBuildMessage(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	raw, hash := buildMessage(rng, "c1-2-3", "a@x.test", "b@y.test", 2000)
@@ -79,13 +81,28 @@ func TestBuildMessage(t *testing.T) {
 		t.Fatalf("message of %d bytes, want at least 2000", len(raw))
 	}
 	stored := append([]byte("Received: from chaos by node1 with ESMTP id Q\r\n"), raw...)
-	if m := readMsg(7, stored); m.ChaosID != "c1-2-3" || m.BodyHash != hash || m.UID != 7 {
+	hdr := stored[:bytes.Index(stored, []byte("\r\n\r\n"))+4]
+	if m := readMsg(7, stored, hdr); m.ChaosID != "c1-2-3" || m.BodyHash != hash || m.UID != 7 || m.HeaderMismatch {
 		t.Fatalf("read back %+v, want chaos ID c1-2-3 and hash %s", m, hash)
 	}
-	for _, line := range strings.Split(string(raw), "\r\n") {
-		if strings.HasPrefix(line, ".") {
-			t.Fatalf("a line starts with a dot: %q", line)
+	if m := readMsg(7, stored, raw[:bytes.Index(raw, []byte("\r\n\r\n"))+4]); !m.HeaderMismatch {
+		t.Fatal("a header block without the Received field matched")
+	}
+	// One more CRLF at the end is another body.
+	if BodyHash(append(stored, "\r\n"...)) == hash {
+		t.Fatal("the body hash ignores a trailing empty line")
+	}
+	var dots, long, eight bool
+	for i := range 30 {
+		raw, _ := buildMessage(rand.New(rand.NewPCG(uint64(i), 9)), "c", "a@x.test", "b@y.test", 500)
+		for _, line := range strings.Split(string(raw), "\r\n") {
+			dots = dots || line == "." || line == ".."
+			long = long || len(line) == 998
+			eight = eight || strings.ContainsFunc(line, func(r rune) bool { return r > 127 })
 		}
+	}
+	if !dots || !long || !eight {
+		t.Fatalf("30 messages: dot lines %v, a 998-character line %v, 8-bit text %v", dots, long, eight)
 	}
 	_, hash2 := buildMessage(rand.New(rand.NewPCG(1, 2)), "c1-2-3", "a@x.test", "b@y.test", 2000)
 	if hash2 != hash {
