@@ -40,7 +40,7 @@ type CheckResult struct {
 //
 // What each invariant means, precisely:
 //
-//   - no-lost-ack: every send answered OK is, on every reachable node, in
+//   - no-lost-ack: every send answered OK (and every APPEND answered OK) is, on every reachable node, in
 //     some mailbox of its recipient (or in the outbound queue for a remote
 //     recipient), unless an OK or unknown EXPUNGE or MOVE could explain its
 //     absence (the UIDs it operated on were seen naming that message, or
@@ -191,7 +191,7 @@ func newIndex(h History) *index {
 	for i := range h.Ops {
 		op := &h.Ops[i]
 		switch op.Kind {
-		case OpSend:
+		case OpSend, OpAppend:
 			if op.ChaosID != "" {
 				ix.sends[op.ChaosID] = append(ix.sends[op.ChaosID], op)
 			}
@@ -370,7 +370,7 @@ func checkNoLostAck(h History, ix *index) CheckResult {
 	done := make(map[key]bool)
 	for i := range h.Ops {
 		op := &h.Ops[i]
-		if op.Kind != OpSend || op.Outcome != OK || op.ChaosID == "" {
+		if (op.Kind != OpSend && op.Kind != OpAppend) || op.Outcome != OK || op.ChaosID == "" {
 			continue
 		}
 		k := key{op.ChaosID, acctKey(op.Rcpt), op.Remote}

@@ -30,6 +30,10 @@ const (
 	OpStore   = "imap.store"   // a flag change
 	OpExpunge = "imap.expunge" // STORE \Deleted + UID EXPUNGE of UIDs
 	OpMove    = "imap.move"    // UID MOVE of UIDs to another mailbox
+	// OpAppend is an IMAP APPEND of a message with a chaos ID to Mailbox
+	// of Account (Rcpt is the account too): to the checker a delivery
+	// like a send, its OK an acknowledgement like a 250.
+	OpAppend = "imap.append"
 )
 
 // Op is one client operation with its start and end time, the node it went

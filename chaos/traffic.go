@@ -786,6 +786,9 @@ func (t *Traffic) imapSession(client int, node NodeInfo, acct Account, rng *rand
 		if !t.mutate(ic, client, node, acct, op, rng) {
 			return true
 		}
+		if rng.IntN(3) == 0 && !t.appendOne(ic, client, node, acct, mailbox, rng) {
+			return true
+		}
 		if !t.sleep(t.cfg.Pause) {
 			return true
 		}
@@ -796,6 +799,38 @@ func (t *Traffic) imapSession(client int, node NodeInfo, acct Account, rng *rand
 // mutate changes a few of the messages op saw: flags on up to two, an
 // expunge of one now and then, a move of one to Archive now and then. It
 // reports whether the session is still usable.
+// appendOne APPENDs a new message to mailbox and records it; false if
+// the session is no longer usable (the outcome is unknown).
+func (t *Traffic) appendOne(ic *imapConn, client int, node NodeInfo, acct Account, mailbox string, rng *rand.Rand) bool {
+	op := t.rec.Begin(OpAppend, node.Name, client)
+	op.ChaosID = fmt.Sprintf("%s-%d-%d", t.cfg.IDPrefix, client, t.seq.Add(1))
+	op.Account, op.Rcpt, op.Mailbox = acct.Address, acct.Address, mailbox
+	raw, hash := buildMessage(rng, op.ChaosID, acct.Address, acct.Address, t.cfg.BodyBytes)
+	op.BodyHash = hash
+	err := ic.do(func() error {
+		cmd := ic.c.Append(mailbox, int64(len(raw)), nil)
+		if _, err := cmd.Write(raw); err != nil {
+			_ = cmd.Close()
+			return err
+		}
+		if err := cmd.Close(); err != nil {
+			return err
+		}
+		data, err := cmd.Wait()
+		if err == nil && data != nil {
+			op.UIDValidity = data.UIDValidity
+			op.UIDs = []uint32{uint32(data.UID)}
+		}
+		return err
+	})
+	op.Outcome = imapOutcome(err)
+	if err != nil {
+		op.Detail = err.Error()
+	}
+	t.rec.Finish(op)
+	return op.Outcome != Unknown
+}
+
 func (t *Traffic) mutate(ic *imapConn, client int, node NodeInfo, acct Account, read Op, rng *rand.Rand) bool {
 	if len(read.Seen) == 0 {
 		return true
