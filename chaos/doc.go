@@ -15,5 +15,6 @@
 //	report.go    JSON, one summary line per scenario, a self-contained HTML page
 //	launcher*.go starting, killing, pausing, partitioning nodes
 //	traffic.go   SMTP senders, liveness probes and IMAP sessions that record every operation
+//	pop3.go      the POP3 client: UIDL, RETR, DELE+QUIT recorded as reads and expunges
 //	scenario.go  warm-up, fault, heal, read-back, check
 package chaos

@@ -194,6 +194,9 @@ type TrafficConfig struct {
 	// IMAPClients is the number of concurrent IMAP sessions; 0 = 2,
 	// <0 = none.
 	IMAPClients int
+	// POP3Clients is the number of POP3 clients (UIDL, RETR, sometimes
+	// DELE and QUIT); 0 = 1, <0 = none.
+	POP3Clients int
 	// Seed makes node, account and content choices reproducible.
 	Seed int64
 	// RoundRobin makes each client walk the nodes in turn instead of
@@ -236,6 +239,9 @@ func (cfg *TrafficConfig) defaults() error {
 	if cfg.IMAPClients == 0 {
 		cfg.IMAPClients = 2
 	}
+	if cfg.POP3Clients == 0 {
+		cfg.POP3Clients = 1
+	}
 	if cfg.SubmissionShare == 0 {
 		cfg.SubmissionShare = 0.5
 	}
@@ -263,7 +269,7 @@ func (cfg *TrafficConfig) defaults() error {
 // Traffic runs SMTP senders and IMAP sessions against a cluster and
 // records every operation in a Recorder. Client numbers: 0 is the
 // scenario itself (Send), 1..Senders the senders, then the IMAP sessions,
-// then one per node for its probes.
+// the POP3 clients, and one per node for its probes.
 type Traffic struct {
 	cfg     TrafficConfig
 	rec     *Recorder
@@ -300,10 +306,14 @@ func StartTraffic(ctx context.Context, cfg TrafficConfig, rec *Recorder) (*Traff
 		t.wg.Add(1)
 		go t.imapSessions(max(cfg.Senders, 0) + i + 1)
 	}
+	for i := range max(cfg.POP3Clients, 0) {
+		t.wg.Add(1)
+		go t.pop3Sessions(max(cfg.Senders, 0) + max(cfg.IMAPClients, 0) + i + 1)
+	}
 	if cfg.Probe > 0 {
 		for i, n := range cfg.Nodes {
 			t.wg.Add(1)
-			go t.prober(max(cfg.Senders, 0)+max(cfg.IMAPClients, 0)+i+1, n)
+			go t.prober(max(cfg.Senders, 0)+max(cfg.IMAPClients, 0)+max(cfg.POP3Clients, 0)+i+1, n)
 		}
 	}
 	return t, nil
