@@ -253,6 +253,22 @@ func Scenarios() []Scenario {
 			},
 		},
 		{
+			Name: "wipe-after-250",
+			Doc:  "kill -9 of a node right after it answered 250, its data deleted, and joined again: the body must already be on a majority",
+			Fault: func(ctx context.Context, c Cluster, e *Env) (Fault, error) {
+				node, at, err := e.KillOn(ctx, EventAck, "", 30*time.Second)
+				f := Fault{Name: "kill -9 and wipe right after 250", Target: node, Start: at}
+				if err != nil {
+					return f, err
+				}
+				if err := c.Wipe(node); err != nil {
+					return f, err
+				}
+				f.Heal = time.Now()
+				return f, nil
+			},
+		},
+		{
 			Name:   "kill-during-snapshot",
 			Doc:    "kill -9 of a follower while snapshots are taken every 64 entries; it catches up from a snapshot",
 			Launch: func(o *LaunchOptions) { o.SnapshotThreshold = 64 },

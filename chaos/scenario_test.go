@@ -177,3 +177,22 @@ func TestNegativeControlReuseUID(t *testing.T) {
 	}
 	t.Fatalf("no %s result in %+v", InvUIDStability, run.Results)
 }
+
+// TestNegativeControlBlobOne: a binary built with -tags chaos_blob_one
+// acknowledges a message once its body is on the accepting node alone;
+// killing and wiping that node right after its 250 must make no-lost-ack
+// fail (the body is gone; the nodes answer NO [UNAVAILABLE] for it).
+func TestNegativeControlBlobOne(t *testing.T) {
+	bin := chaosTestTaggedBinary(t, "chaos_blob_one")
+	run := chaosTestRun(t, bin, "wipe-after-250", 8*time.Second)
+	for _, r := range run.Results {
+		if r.Invariant == InvNoLostAck {
+			if r.Pass {
+				t.Fatalf("no-lost-ack passed on a build that acknowledges a body held by one node: %s", run.Summary.Line())
+			}
+			t.Logf("no-lost-ack failed as it must: %d violations, e.g. %v", r.Violations, r.Examples[:min(2, len(r.Examples))])
+			return
+		}
+	}
+	t.Fatalf("no %s result in %+v", InvNoLostAck, run.Results)
+}

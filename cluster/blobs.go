@@ -79,6 +79,14 @@ func (n *Node) StoreBlobFrom(ctx context.Context, src storage.BlobSource) error 
 			}
 		}()
 	}
+	if blobOne {
+		// The chaos_blob_one negative control: this node's copy only.
+		rd, err := open()
+		if err == nil {
+			err = n.storeLocal(src, rd)
+		}
+		return err
+	}
 	if _, ok := voters[n.cfg.NodeName]; ok {
 		copies++
 		startLocal(true)
@@ -371,6 +379,9 @@ func (n *Node) repairLoop() {
 			return
 		case <-t.C:
 		case <-n.repairKick:
+		}
+		if blobOne {
+			continue // the chaos_blob_one negative control: never repair
 		}
 		n.repairOnce()
 	}
