@@ -33,7 +33,8 @@ test:
 # each, must pass every invariant; and the two negative controls (a build
 # that answers 250 before the commit, one that reuses expunged UIDs) must
 # make their invariant fail, so the checker is proven able to fail. About
-# three minutes on two cores.
+# three minutes on two cores; one more as root, where the partition and link
+# scenarios run in network namespaces.
 chaos-smoke:
 	$(GO) test -count=1 -v -run '^(TestScenarioSmoke|TestNegativeControlAckEarly|TestNegativeControlReuseUID)$$' ./chaos/
 
