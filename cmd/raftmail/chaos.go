@@ -119,6 +119,9 @@ logs) to the --report directory. It exits 1 if any scenario fails.`,
 				}
 				l = chaos.ProcessLauncher{Logf: logf, Netns: mode}
 			case "docker":
+				if cmd.Flags().Changed("netns") {
+					return usagef(cmd, "--netns is for --backend process: the Docker backend has networks of its own")
+				}
 				l = chaos.DockerLauncher{Logf: logf}
 			default:
 				return usagef(cmd, "--backend %q: want process or docker", backend)
