@@ -201,14 +201,17 @@ func netnsSetup(ctx context.Context, n int, logf func(string, ...any)) (*netnsNe
 	defer alloc.Close()
 	netnsCleanStale(ctx, ip, logf)
 
-	var idb [3]byte
-	_, _ = rand.Read(idb[:])
-	nn := &netnsNet{logf: logf, ip: ip, id: hex.EncodeToString(idb[:])}
+	nn := &netnsNet{logf: logf, ip: ip}
 	nn.mu.cuts = map[[2]int]bool{}
 	nn.mu.degraded = map[int]bool{}
-	nn.lock, err = netnsFlock(filepath.Join(netnsStateDir, nn.id+".lock"), false)
-	if err != nil {
-		return nil, fmt.Errorf("chaos: network namespaces: %w", err)
+	for try := 0; nn.lock == nil; try++ {
+		var idb [3]byte
+		_, _ = rand.Read(idb[:])
+		nn.id = hex.EncodeToString(idb[:])
+		nn.lock, err = netnsFlock(filepath.Join(netnsStateDir, nn.id+".lock"), false)
+		if err != nil && (try == 4 || !errors.Is(err, syscall.EWOULDBLOCK)) {
+			return nil, fmt.Errorf("chaos: network namespaces: %w", err) // else: a live run's id, draw again
+		}
 	}
 	if nn.x, err = netnsPickSubnet(ctx, ip); err != nil {
 		_ = nn.close()
