@@ -68,6 +68,31 @@ type ProcessLauncher struct {
 
 var _ Launcher = ProcessLauncher{}
 
+// Supports returns an error wrapping ErrNotSupported if a cluster from l
+// would certainly lack what need asks for, so that a scenario is skipped
+// without launching one: network faults without network namespaces,
+// latency and loss where an earlier cluster found no netem, a full disk
+// without root. nil: launch, and ask the cluster.
+func (l ProcessLauncher) Supports(need Need) error {
+	if need&(NeedPartition|NeedLinkCut|NeedNetem) != 0 {
+		if l.Netns == NetnsOff {
+			return fmt.Errorf("network faults need a network namespace per node, and network namespaces are off: %w", ErrNotSupported)
+		}
+		if why := netnsAvailable(); why != nil {
+			return fmt.Errorf("network faults need a network namespace per node, and no network namespaces (%v): %w", why, ErrNotSupported)
+		}
+	}
+	if need&NeedNetem != 0 {
+		if err := netemKnown(); err != nil {
+			return err
+		}
+	}
+	if need&NeedDisk != 0 && os.Geteuid() != 0 {
+		return fmt.Errorf("a size-limited disk needs root: %w", ErrNotSupported)
+	}
+	return nil
+}
+
 // Launch forms a new cluster of opts.Nodes processes and returns once every
 // node is a reachable voter and there is one leader. On error, whatever it
 // started is stopped again.

@@ -410,9 +410,33 @@ func (nn *netnsNet) build(ctx context.Context, n int) error {
 	return nil
 }
 
+// netemSeen is what the last netem probe in this process found, so that
+// ProcessLauncher.Supports can skip a scenario without launching a
+// cluster first.
+var netemSeen struct {
+	sync.Mutex
+	err error
+}
+
+// netemKnown returns the last probe's reason netem does not work, or nil
+// if it did or none was made.
+func netemKnown() error {
+	netemSeen.Lock()
+	defer netemSeen.Unlock()
+	return netemSeen.err
+}
+
 // probeNetem adds and removes a netem qdisc on a hub port: nil if the
 // kernel has sch_netem, else the reason.
 func (nn *netnsNet) probeNetem(ctx context.Context) error {
+	err := nn.tryNetem(ctx)
+	netemSeen.Lock()
+	netemSeen.err = err
+	netemSeen.Unlock()
+	return err
+}
+
+func (nn *netnsNet) tryNetem(ctx context.Context) error {
 	tc, err := netnsTool("tc")
 	if err != nil {
 		return fmt.Errorf("latency and loss need tc: %v: %w", err, ErrNotSupported)

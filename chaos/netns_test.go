@@ -31,6 +31,30 @@ func TestParseNetnsMode(t *testing.T) {
 	}
 }
 
+// TestProcessLauncherSupports: what the process backend knows it cannot do
+// before launching a cluster.
+func TestProcessLauncherSupports(t *testing.T) {
+	off := ProcessLauncher{Netns: NetnsOff}
+	for _, need := range []Need{NeedPartition, NeedLinkCut, NeedNetem, NeedPartition | NeedDisk} {
+		if err := off.Supports(need); !errors.Is(err, ErrNotSupported) {
+			t.Errorf("Supports(%b) with network namespaces off = %v, want ErrNotSupported", need, err)
+		}
+	}
+	if err := off.Supports(0); err != nil {
+		t.Errorf("Supports(0) = %v", err)
+	}
+	if os.Geteuid() != 0 {
+		if err := off.Supports(NeedDisk); !errors.Is(err, ErrNotSupported) {
+			t.Errorf("Supports(NeedDisk) without root = %v, want ErrNotSupported", err)
+		}
+	}
+	if netnsAvailable() == nil {
+		if err := (ProcessLauncher{}).Supports(NeedPartition | NeedLinkCut); err != nil {
+			t.Errorf("Supports(partitions) with network namespaces = %v", err)
+		}
+	}
+}
+
 // netnsTestNeed skips a test that needs network namespaces here.
 func netnsTestNeed(t *testing.T) {
 	t.Helper()

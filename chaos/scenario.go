@@ -663,6 +663,14 @@ func runScenario(ctx context.Context, l Launcher, sc Scenario, opts RunOptions) 
 	if sc.Launch != nil {
 		sc.Launch(&lo)
 	}
+	// A backend that knows already that it cannot inject the fault:
+	// skipped without a cluster.
+	if pre, ok := l.(interface{ Supports(Need) error }); ok && sc.Needs != 0 {
+		if err := pre.Supports(sc.Needs); errors.Is(err, ErrNotSupported) {
+			logf("skipped: %v", err)
+			return skipped(sc.Name, opts.Seed, err)
+		}
+	}
 	// A port picked as free can be taken by another program before the
 	// node binds it: launch again (a few times) rather than fail.
 	var c Cluster
