@@ -99,6 +99,7 @@ const (
 var (
 	netnsNameRE = regexp.MustCompile(`^rmchaos-([0-9a-f]{6})-(hub|node[0-9]+)$`)
 	netnsLinkRE = regexp.MustCompile(`^rmc([0-9a-f]{6})n[0-9]+$`)
+	netnsIDRE   = regexp.MustCompile(`^[0-9a-f]{6}$`)
 )
 
 // netnsNet is the network of one cluster in namespaces.
@@ -253,6 +254,12 @@ func netnsFlock(path string, wait bool) (*os.File, error) {
 	return f, nil
 }
 
+// netnsLinkExists reports whether the host has an interface named name.
+func netnsLinkExists(name string) bool {
+	_, err := os.Stat("/sys/class/net/" + name)
+	return err == nil
+}
+
 // netnsCleanStale removes the namespaces and host interfaces of runs whose
 // lock is free (they crashed without Close), with the processes still in
 // those namespaces (nodes that run started). Errors are logged: a stale
@@ -281,6 +288,15 @@ func netnsCleanStale(ctx context.Context, ip string, logf func(string, ...any)) 
 	ids := map[string]bool{}
 	for id := range byID {
 		ids[id] = true
+	}
+	// Lock files alone: a run whose Close could not delete everything
+	// keeps its lock file for the next run to finish the job.
+	locks, _ := filepath.Glob(filepath.Join(netnsStateDir, "*.lock"))
+	for _, l := range locks {
+		id := strings.TrimSuffix(filepath.Base(l), ".lock")
+		if netnsIDRE.MatchString(id) {
+			ids[id] = true
+		}
 	}
 	for id := range links {
 		ids[id] = true
@@ -312,7 +328,9 @@ func netnsCleanStale(ctx context.Context, ip string, logf func(string, ...any)) 
 			_, _ = netnsCmd(ctx, "", ip, "link", "del", l) // gone already with its namespace's end
 		}
 		_ = os.Remove(lockPath)
-		logf("chaos: removed network namespaces and interfaces of run %s, which ended without Close", id)
+		if len(byID[id])+len(links[id]) > 0 {
+			logf("chaos: removed network namespaces and interfaces of run %s, which ended without Close", id)
+		}
 	}
 }
 
@@ -595,11 +613,13 @@ func (nn *netnsNet) close() error {
 			errs = append(errs, fmt.Errorf("chaos: network namespaces: %w", err))
 		}
 	}
-	// A host end whose namespace end was never made.
+	// A host end whose namespace end was never made. The others go
+	// with their namespace, but not at once: one still listed may be
+	// gone by the time it is deleted.
 	for i := 1; i <= len(nn.nodes)+1; i++ {
 		l := fmt.Sprintf("%s%sn%d", netnsLinkPfx, nn.id, i)
 		if _, err := os.Stat("/sys/class/net/" + l); err == nil {
-			if _, err := netnsCmd(ctx, "", nn.ip, "link", "del", l); err != nil {
+			if _, err := netnsCmd(ctx, "", nn.ip, "link", "del", l); err != nil && netnsLinkExists(l) {
 				errs = append(errs, fmt.Errorf("chaos: network namespaces: %w", err))
 			}
 		}

@@ -280,8 +280,8 @@ func netnsTestGone(t *testing.T, id string) {
 }
 
 // TestNetnsCleanStale: what a run left when it died without Close (its
-// lock free) is removed, processes in its namespaces included; a run whose
-// lock is held is left alone.
+// lock free) is removed, processes in its namespaces included, and so is
+// a lock file left alone; a run whose lock is held is left alone.
 func TestNetnsCleanStale(t *testing.T) {
 	netnsTestNeed(t)
 	if err := os.MkdirAll(netnsStateDir, 0o700); err != nil {
@@ -321,6 +321,12 @@ func TestNetnsCleanStale(t *testing.T) {
 		return err == nil && strings.TrimSpace(out) == strconv.Itoa(sleeper.Process.Pid), out
 	})
 
+	// A run whose Close left only its lock file.
+	orphan := newID()
+	if err := os.WriteFile(filepath.Join(netnsStateDir, orphan+".lock"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
 	// A live run: its lock is held.
 	live := newID()
 	liveNS := netnsPrefix + live + "-hub"
@@ -338,6 +344,7 @@ func TestNetnsCleanStale(t *testing.T) {
 	netnsCleanStale(ctx, ip, t.Logf)
 
 	netnsTestGone(t, dead)
+	netnsTestGone(t, orphan)
 	select {
 	case <-exited:
 	case <-time.After(launchTestTimeout):
