@@ -1,6 +1,8 @@
 // Package chaos is Raftmail's chaos suite: it runs a real cluster (local
-// processes or Docker containers) under mail traffic, injects one fault per
-// scenario (kill -9, SIGSTOP, partitions, disk full, wipe and rejoin...),
+// processes, each in a network namespace of its own as root, or Docker
+// containers) under mail traffic, injects one fault per scenario (kill -9,
+// SIGSTOP, partitions, cut or one-way links, flapping, disk full, wipe and
+// rejoin...),
 // records what every client was told, reads back what every node holds,
 // and checks DESIGN.md's promise with pure functions over that record.
 //
@@ -14,6 +16,7 @@
 //	liveness.go  the liveness invariant: per node and phase, the longest wait for a 250
 //	report.go    JSON, one summary line per scenario, a self-contained HTML page
 //	launcher*.go starting, killing, pausing, partitioning nodes
+//	netns.go     the process backend's network namespaces: links, cuts, netem
 //	traffic.go   SMTP senders, liveness probes and IMAP sessions that record every operation
 //	pop3.go      the POP3 client: UIDL, RETR, DELE+QUIT recorded as reads and expunges
 //	scenario.go  warm-up, fault, heal, read-back, check

@@ -7,7 +7,7 @@ import (
 )
 
 // ErrNotSupported: the backend cannot inject this fault (for example a
-// network partition with local processes).
+// network partition with local processes on 127.0.0.1).
 var ErrNotSupported = errors.New("chaos: fault not supported by this backend")
 
 // NodeInfo is how clients and the suite reach one node.
@@ -62,10 +62,25 @@ type Cluster interface {
 	Pause(node string) error
 	Resume(node string) error
 	// Partition cuts the given nodes off from the others (they still
-	// reach clients); Heal undoes every partition. ErrNotSupported on
+	// reach clients): on the Docker backend each of them alone, in the
+	// process backend's network namespaces as one group. Heal undoes
+	// every partition, cut and degraded link. ErrNotSupported on
 	// backends without a network of their own.
 	Partition(nodes ...string) error
 	Heal() error
+	// Cut cuts the cluster link between a and b both ways, and
+	// CutOneWay drops only what from sends to to: every other link
+	// stays up. Packets are dropped without a word to the sender.
+	// ErrNotSupported but in the process backend's network namespaces.
+	Cut(a, b string) error
+	CutOneWay(from, to string) error
+	// Degrade delays and loses packets that node sends on its cluster
+	// link (netem). Only in the process backend's network namespaces,
+	// on a kernel with sch_netem; else ErrNotSupported.
+	Degrade(node string, l LinkFault) error
+	// Supports returns nil if the cluster can inject every fault in
+	// need, else an error wrapping ErrNotSupported that says why not.
+	Supports(need Need) error
 	// Wipe kills a node, deletes its data, and joins it again as a new
 	// member with the same name and addresses.
 	Wipe(node string) error
@@ -75,6 +90,13 @@ type Cluster interface {
 	// Close stops every node and frees what Launch made (keeps logs when
 	// asked through LaunchOptions.Dir).
 	Close() error
+}
+
+// LinkFault is how Degrade spoils a link; zero fields change nothing.
+type LinkFault struct {
+	Delay       time.Duration // added to every packet
+	Jitter      time.Duration // the delay varies by up to this much
+	LossPercent float64       // share of packets dropped, 0 to 100
 }
 
 // Launcher starts clusters: ProcessLauncher (local processes on loopback)

@@ -844,6 +844,27 @@ func (c *dockerCluster) liveNode(not *dockerNode) (*dockerNode, error) {
 	return nil, errors.New("no other node is running and connected")
 }
 
+// Cut is not supported by the Docker backend: a container is on the
+// cluster network or not, with every peer at once.
+func (c *dockerCluster) Cut(a, b string) error { return ErrNotSupported }
+
+// CutOneWay is not supported by the Docker backend (see Cut).
+func (c *dockerCluster) CutOneWay(from, to string) error { return ErrNotSupported }
+
+// Degrade is not supported by the Docker backend.
+func (c *dockerCluster) Degrade(node string, l LinkFault) error { return ErrNotSupported }
+
+// Supports: partitions only.
+func (c *dockerCluster) Supports(need Need) error {
+	switch {
+	case need&NeedDisk != 0:
+		return fmt.Errorf("a size-limited disk: the image has no shell to fill it with: %w", ErrNotSupported)
+	case need&(NeedLinkCut|NeedNetem) != 0:
+		return fmt.Errorf("cuts of single links, latency and loss need the process backend's network namespaces: %w", ErrNotSupported)
+	}
+	return nil
+}
+
 // FillDisk is not supported by the Docker backend.
 func (c *dockerCluster) FillDisk(node string) error { return ErrNotSupported }
 

@@ -1,16 +1,21 @@
 package chaos
 
-// The process backend: every node is a `raftmail serve` process on
-// 127.0.0.1, formed into a cluster through the CLI the way an operator
-// would (init, token create, join, serve; see scripts/run-local.sh).
+// The process backend: every node is a `raftmail serve` process, formed
+// into a cluster through the CLI the way an operator would (init, token
+// create, join, serve; see scripts/run-local.sh).
 //
-// It has no network of its own, so Partition and Heal answer
-// ErrNotSupported: every node talks to the others over the loopback
-// interface, which nothing here can cut without touching the host's
-// firewall. Disk-full needs root: each data directory is then a
-// size-limited tmpfs.
+// As root, where `ip netns` works, each node runs in a network namespace
+// of its own (netns.go): a cluster link on a bridge and a clients link to
+// the host, so Partition, Cut, CutOneWay and Heal cut real links, and
+// Degrade adds latency and loss where the kernel has netem. Otherwise
+// (or with NetnsOff) every node listens on 127.0.0.1 and those faults
+// answer ErrNotSupported: the nodes talk over the loopback interface,
+// which nothing here can cut without touching the host's firewall.
+// Disk-full needs root too: each data directory is then a size-limited
+// tmpfs.
 //
-// Only processes this backend started are ever signalled, by PID.
+// Only processes this backend started are ever signalled, by PID: in a
+// namespace too, `ip netns exec` execs raftmail in place.
 
 import (
 	"bytes"
@@ -24,6 +29,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -46,16 +52,46 @@ const (
 // fillerName is the file FillDisk writes in a node's data directory.
 const fillerName = "chaos-filler"
 
-// ProcessLauncher starts clusters of local `raftmail serve` processes on
-// 127.0.0.1, node1 to nodeN, each with its own data directory and log file
-// (<Dir>/nodeN and <Dir>/nodeN.log). Partition and Heal are not supported;
-// FillDisk and FreeDisk only with LaunchOptions.DiskLimitBytes as root.
+// ProcessLauncher starts clusters of local `raftmail serve` processes,
+// node1 to nodeN, each with its own data directory and log file
+// (<Dir>/nodeN and <Dir>/nodeN.log), in a network namespace each or on
+// 127.0.0.1 (Netns). Partition, Cut, CutOneWay, Degrade and Heal need the
+// namespaces; FillDisk and FreeDisk need LaunchOptions.DiskLimitBytes and
+// root.
 type ProcessLauncher struct {
 	// Logf, if not nil, receives one line per step (t.Logf fits).
 	Logf func(format string, args ...any)
+	// Netns: NetnsAuto (the zero value) uses a network namespace per
+	// node when it can, NetnsOn requires them, NetnsOff never uses them.
+	Netns NetnsMode
 }
 
 var _ Launcher = ProcessLauncher{}
+
+// Supports returns an error wrapping ErrNotSupported if a cluster from l
+// would certainly lack what need asks for, so that a scenario is skipped
+// without launching one: network faults without network namespaces,
+// latency and loss where an earlier cluster found no netem, a full disk
+// without root. nil: launch, and ask the cluster.
+func (l ProcessLauncher) Supports(need Need) error {
+	if need&(NeedPartition|NeedLinkCut|NeedNetem) != 0 {
+		if l.Netns == NetnsOff {
+			return fmt.Errorf("network faults need a network namespace per node, and network namespaces are off: %w", ErrNotSupported)
+		}
+		if why := netnsAvailable(); why != nil {
+			return fmt.Errorf("network faults need a network namespace per node, and no network namespaces (%v): %w", why, ErrNotSupported)
+		}
+	}
+	if need&NeedNetem != 0 {
+		if err := netemKnown(); err != nil {
+			return err
+		}
+	}
+	if need&NeedDisk != 0 && os.Geteuid() != 0 {
+		return fmt.Errorf("a size-limited disk needs root: %w", ErrNotSupported)
+	}
+	return nil
+}
 
 // Launch forms a new cluster of opts.Nodes processes and returns once every
 // node is a reachable voter and there is one leader. On error, whatever it
@@ -78,19 +114,36 @@ func (l ProcessLauncher) Launch(ctx context.Context, opts LaunchOptions) (Cluste
 	if c.logf == nil {
 		c.logf = func(string, ...any) {}
 	}
+	switch why := netnsAvailable(); {
+	case l.Netns == NetnsOff:
+		c.netErr = errors.New("network namespaces are off")
+	case why != nil && l.Netns == NetnsOn:
+		return nil, fmt.Errorf("chaos: launch: network namespaces: %w", why)
+	case why != nil:
+		c.netErr = fmt.Errorf("no network namespaces (%w)", why)
+	default:
+		c.net, err = netnsSetup(ctx, opts.Nodes, c.logf)
+		if err != nil && l.Netns == NetnsOn {
+			return nil, err
+		}
+		if err != nil {
+			c.logf("chaos: %v: the nodes run on 127.0.0.1", err)
+			c.netErr = err
+		}
+	}
 	if opts.Dir == "" {
 		dir, err := os.MkdirTemp("", "raftmail-chaos-")
 		if err != nil {
-			return nil, fmt.Errorf("chaos: launch: %w", err)
+			return c.failLaunch(fmt.Errorf("chaos: launch: %w", err))
 		}
 		c.dir, c.ownDir = dir, true
 	} else {
 		dir, err := filepath.Abs(opts.Dir)
 		if err != nil {
-			return nil, fmt.Errorf("chaos: launch: %w", err)
+			return c.failLaunch(fmt.Errorf("chaos: launch: %w", err))
 		}
 		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return nil, fmt.Errorf("chaos: launch: %w", err)
+			return c.failLaunch(fmt.Errorf("chaos: launch: %w", err))
 		}
 		c.dir = dir
 	}
@@ -102,6 +155,17 @@ func (l ProcessLauncher) Launch(ctx context.Context, opts LaunchOptions) (Cluste
 	return c, nil
 }
 
+// failLaunch frees the network namespaces of a launch that failed before
+// its first node started.
+func (c *procCluster) failLaunch(err error) (Cluster, error) {
+	if c.net != nil {
+		if cerr := c.net.close(); cerr != nil {
+			err = errors.Join(err, cerr)
+		}
+	}
+	return nil, err
+}
+
 // procCluster is a cluster of local processes.
 type procCluster struct {
 	logf   func(string, ...any)
@@ -111,6 +175,10 @@ type procCluster struct {
 	ownDir bool     // dir was made by Launch: Close removes it
 	env    []string // of every process started
 	nodes  []*procNode
+	// net is the nodes' network namespaces; nil: 127.0.0.1, and netErr
+	// says why.
+	net    *netnsNet
+	netErr error
 
 	// opMu serializes faults (and Close): one at a time.
 	opMu sync.Mutex
@@ -125,6 +193,7 @@ type procCluster struct {
 // procNode is one node: fixed addresses and directories, and while it
 // runs, its serve process.
 type procNode struct {
+	idx     int      // in procCluster.nodes (and netnsNet.nodes)
 	info    NodeInfo // AdminToken stays the same across Wipe
 	dataDir string
 	logPath string
@@ -166,6 +235,12 @@ func (c *procCluster) flags(n *procNode) []string {
 		"--pop3-addr", "off",
 		"--pop3s-addr", n.info.POP3S,
 	}
+	if c.net != nil {
+		// Clients come from the host's end of the clients link, not
+		// from loopback: exempt it from the per-address caps the way
+		// loopback is on 127.0.0.1.
+		f = append(f, "--conn-limit-exempt", fmt.Sprintf("127.0.0.0/8,::1,10.214.%d.0/24", c.net.x))
+	}
 	return append(f, launchTimingFlags(c.opts)...)
 }
 
@@ -198,23 +273,39 @@ func (c *procCluster) launch(ctx context.Context) error {
 	for i := range c.opts.Nodes {
 		name := fmt.Sprintf("node%d", i+1)
 		n := &procNode{
+			idx:     i,
 			dataDir: filepath.Join(c.dir, name),
 			logPath: filepath.Join(c.dir, name+".log"),
 		}
-		ports, err := launchFreePorts(7)
-		if err != nil {
-			return err
+		if c.net != nil {
+			nd := c.net.nodes[i]
+			on := func(ip string, port int) string { return net.JoinHostPort(ip, strconv.Itoa(port)) }
+			n.info = NodeInfo{
+				Name:           name,
+				ClusterAddress: on(nd.clusterIP, netnsPortCluster),
+				Admin:          on(nd.clientIP, netnsPortAdmin),
+				SMTP:           on(nd.clientIP, netnsPortSMTP),
+				Submission:     on(nd.clientIP, netnsPortSubmission),
+				IMAPS:          on(nd.clientIP, netnsPortIMAPS),
+				POP3S:          on(nd.clientIP, netnsPortPOP3S),
+			}
+			n.gossip = on(nd.clusterIP, netnsPortGossip)
+		} else {
+			ports, err := launchFreePorts(7)
+			if err != nil {
+				return err
+			}
+			n.info = NodeInfo{
+				Name:           name,
+				ClusterAddress: launchLoopback(ports[0]),
+				Admin:          launchLoopback(ports[1]),
+				SMTP:           launchLoopback(ports[2]),
+				Submission:     launchLoopback(ports[3]),
+				IMAPS:          launchLoopback(ports[4]),
+				POP3S:          launchLoopback(ports[5]),
+			}
+			n.gossip = launchLoopback(ports[6])
 		}
-		n.info = NodeInfo{
-			Name:           name,
-			ClusterAddress: launchLoopback(ports[0]),
-			Admin:          launchLoopback(ports[1]),
-			SMTP:           launchLoopback(ports[2]),
-			Submission:     launchLoopback(ports[3]),
-			IMAPS:          launchLoopback(ports[4]),
-			POP3S:          launchLoopback(ports[5]),
-		}
-		n.gossip = launchLoopback(ports[6])
 		if err := launchEmptyDir(n.dataDir); err != nil {
 			return err
 		}
@@ -225,7 +316,7 @@ func (c *procCluster) launch(ctx context.Context) error {
 	}
 
 	first := c.nodes[0]
-	if _, err := c.cli(ctx, "init "+first.info.Name, append([]string{"init", "--token-ttl", "10m"}, c.flags(first)...)...); err != nil {
+	if _, err := c.cli(ctx, "init "+first.info.Name, first, append([]string{"init", "--token-ttl", "10m"}, c.flags(first)...)...); err != nil {
 		return err
 	}
 	if err := c.readToken(first); err != nil {
@@ -276,7 +367,7 @@ func (c *procCluster) mountDisk(n *procNode) error {
 // join makes n a member through via: a join token from via's admin API
 // (`token create`), then `join` through via's cluster port.
 func (c *procCluster) join(ctx context.Context, n, via *procNode) error {
-	out, err := c.cli(ctx, "token create via "+via.info.Name,
+	out, err := c.cli(ctx, "token create via "+via.info.Name, nil,
 		append([]string{"token", "create", "--ttl", "10m", "--json", "--description", "chaos: " + n.info.Name}, via.adminFlags()...)...)
 	if err != nil {
 		return err
@@ -286,7 +377,7 @@ func (c *procCluster) join(ctx context.Context, n, via *procNode) error {
 		return fmt.Errorf("chaos: token create via %s: no token in its answer (%v)", via.info.Name, err)
 	}
 	args := append([]string{"join", "--token", tok.Token}, c.flags(n)...)
-	if _, err := c.cli(ctx, "join "+n.info.Name, append(args, via.info.ClusterAddress)...); err != nil {
+	if _, err := c.cli(ctx, "join "+n.info.Name, n, append(args, via.info.ClusterAddress)...); err != nil {
 		return err
 	}
 	return nil
@@ -304,12 +395,15 @@ func (c *procCluster) readToken(n *procNode) error {
 	return nil
 }
 
-// cli runs the raftmail CLI to completion and returns its standard output.
-// what names the step in errors: the arguments may hold a secret.
-func (c *procCluster) cli(ctx context.Context, what string, args ...string) (string, error) {
+// cli runs the raftmail CLI to completion and returns its standard output,
+// in node's network namespace (init and join use the node's cluster
+// address) or, with node nil, in the host's (admin commands). what names
+// the step in errors: the arguments may hold a secret.
+func (c *procCluster) cli(ctx context.Context, what string, node *procNode, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, launchCLITimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, c.bin, args...)
+	name, args := c.command(node, args...)
+	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Env = c.env
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -339,7 +433,8 @@ func (c *procCluster) start(n *procNode) error {
 	}
 	defer logf.Close() // the child has its own copy
 	fmt.Fprintf(logf, "==== %s: chaos: serve %s\n", time.Now().Format(time.RFC3339Nano), n.info.Name)
-	cmd := exec.Command(c.bin, append([]string{"serve"}, c.flags(n)...)...)
+	name, args := c.command(n, append([]string{"serve"}, c.flags(n)...)...)
+	cmd := exec.Command(name, args...)
 	cmd.Env = c.env
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
@@ -362,6 +457,15 @@ func (c *procCluster) start(n *procNode) error {
 		return fmt.Errorf("chaos: start %s: %w\n%s", n.info.Name, err, launchTail(n.logPath, 20))
 	}
 	return nil
+}
+
+// command is the command line that runs raftmail with args in n's
+// network namespace (or the host's, for n nil or on 127.0.0.1).
+func (c *procCluster) command(n *procNode, args ...string) (string, []string) {
+	if c.net == nil || n == nil {
+		return c.bin, args
+	}
+	return c.net.exec(n.idx, c.bin, args...)
 }
 
 func (c *procCluster) node(name string) (*procNode, error) {
@@ -456,12 +560,125 @@ func (c *procCluster) signal(node, name string, sig syscall.Signal, paused bool)
 	return nil
 }
 
-// Partition is not supported: local processes share the loopback
-// interface, and cutting it would mean changing the host's firewall.
-func (c *procCluster) Partition(nodes ...string) error { return ErrNotSupported }
+// Supports: partitions and cuts in network namespaces, latency and loss
+// there too where the kernel has netem, disk-full with a tmpfs per node.
+func (c *procCluster) Supports(need Need) error {
+	if need&(NeedPartition|NeedLinkCut|NeedNetem) != 0 && c.net == nil {
+		return fmt.Errorf("network faults need a network namespace per node, and %v: %w", c.netErr, ErrNotSupported)
+	}
+	if need&NeedNetem != 0 && c.net.netem != nil {
+		return c.net.netem
+	}
+	if need&NeedDisk != 0 {
+		for _, n := range c.nodes {
+			if !n.mounted {
+				return fmt.Errorf("a size-limited disk needs root and LaunchOptions.DiskLimitBytes: %w", ErrNotSupported)
+			}
+		}
+	}
+	return nil
+}
 
-// Heal is not supported (see Partition).
-func (c *procCluster) Heal() error { return ErrNotSupported }
+// netOp runs f with faults serialized, the cluster open and in network
+// namespaces, and the nodes named resolved.
+func (c *procCluster) netOp(names []string, f func(ctx context.Context, idx []int) error) error {
+	c.opMu.Lock()
+	defer c.opMu.Unlock()
+	if err := c.Supports(NeedLinkCut); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	closed := c.mu.closed
+	c.mu.Unlock()
+	if closed {
+		return errors.New("chaos: cluster closed")
+	}
+	var idx []int
+	for _, name := range names {
+		n, err := c.node(name)
+		if err != nil {
+			return err
+		}
+		idx = append(idx, n.idx)
+	}
+	return f(context.Background(), idx)
+}
+
+// Partition cuts the cluster links between the given nodes and the
+// others, both ways; the given nodes still reach each other, and every
+// node its clients. It adds to the cuts in place.
+func (c *procCluster) Partition(nodes ...string) error {
+	return c.netOp(nodes, func(ctx context.Context, idx []int) error {
+		cuts := c.net.cuts()
+		for _, i := range idx {
+			for j := range c.nodes {
+				if !slices.Contains(idx, j) {
+					cuts[[2]int{i, j}], cuts[[2]int{j, i}] = true, true
+				}
+			}
+		}
+		if err := c.net.setCuts(ctx, cuts); err != nil {
+			return fmt.Errorf("chaos: partition %s: %w", strings.Join(nodes, ","), err)
+		}
+		c.logf("chaos: partitioned %s from the others", strings.Join(nodes, ","))
+		return nil
+	})
+}
+
+// Cut cuts the cluster link between a and b, both ways.
+func (c *procCluster) Cut(a, b string) error {
+	return c.cut(a, b, true)
+}
+
+// CutOneWay drops what from sends to to on the cluster link; to's packets
+// to from still arrive.
+func (c *procCluster) CutOneWay(from, to string) error {
+	return c.cut(from, to, false)
+}
+
+func (c *procCluster) cut(a, b string, both bool) error {
+	return c.netOp([]string{a, b}, func(ctx context.Context, idx []int) error {
+		if idx[0] == idx[1] {
+			return fmt.Errorf("chaos: cut %s from itself", a)
+		}
+		cuts := c.net.cuts()
+		cuts[[2]int{idx[0], idx[1]}] = true
+		if both {
+			cuts[[2]int{idx[1], idx[0]}] = true
+		}
+		if err := c.net.setCuts(ctx, cuts); err != nil {
+			return fmt.Errorf("chaos: cut %s-%s: %w", a, b, err)
+		}
+		if both {
+			c.logf("chaos: cut the link %s<->%s", a, b)
+		} else {
+			c.logf("chaos: cut the link %s->%s (%s->%s passes)", a, b, b, a)
+		}
+		return nil
+	})
+}
+
+// Degrade puts a netem qdisc on node's cluster link.
+func (c *procCluster) Degrade(node string, l LinkFault) error {
+	return c.netOp([]string{node}, func(ctx context.Context, idx []int) error {
+		if err := c.net.degrade(ctx, idx[0], l); err != nil {
+			return fmt.Errorf("chaos: degrade %s's link: %w", node, err)
+		}
+		c.logf("chaos: %s's cluster link: delay %s (jitter %s), loss %g%%", node, l.Delay, l.Jitter, l.LossPercent)
+		return nil
+	})
+}
+
+// Heal removes every cut and degraded link.
+func (c *procCluster) Heal() error {
+	return c.netOp(nil, func(ctx context.Context, _ []int) error {
+		if err := c.net.heal(ctx); err != nil {
+			return fmt.Errorf("chaos: heal: %w", err)
+		}
+		c.logf("chaos: healed every link")
+		return nil
+	})
+}
 
 // Wipe kills the node, deletes its data, removes the old member through a
 // live node (`raftmail remove`), joins it again with a new token under the
@@ -518,7 +735,7 @@ func (c *procCluster) Wipe(node string) error {
 // removeMember is `raftmail remove n` through via; a node the cluster
 // already forgot is fine.
 func (c *procCluster) removeMember(ctx context.Context, n, via *procNode) error {
-	_, err := c.cli(ctx, "remove "+n.info.Name+" via "+via.info.Name, append([]string{"remove", n.info.Name}, via.adminFlags()...)...)
+	_, err := c.cli(ctx, "remove "+n.info.Name+" via "+via.info.Name, nil, append([]string{"remove", n.info.Name}, via.adminFlags()...)...)
 	if err != nil && strings.Contains(err.Error(), "no node named") {
 		return nil
 	}
@@ -595,8 +812,9 @@ func launchFill(path string) error {
 }
 
 // Close stops every node (SIGCONT, then SIGTERM, then SIGKILL after 15s),
-// unmounts the tmpfs file systems, and removes the directory Launch made
-// (a LaunchOptions.Dir is kept, with data and logs).
+// deletes the network namespaces, unmounts the tmpfs file systems, and
+// removes the directory Launch made (a LaunchOptions.Dir is kept, with
+// data and logs).
 func (c *procCluster) Close() error {
 	c.opMu.Lock()
 	defer c.opMu.Unlock()
@@ -637,6 +855,11 @@ func (c *procCluster) Close() error {
 			errs = append(errs, fmt.Errorf("chaos: %s (pid %d) did not stop within %s of SIGTERM: killed", p.n.info.Name, p.cmd.Process.Pid, launchStopTimeout))
 			_ = p.cmd.Process.Kill()
 			<-p.done
+		}
+	}
+	if c.net != nil {
+		if err := c.net.close(); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	for _, n := range c.nodes {

@@ -239,8 +239,21 @@ func launchTestStep(t *testing.T, name string, f func(t *testing.T)) {
 	}
 }
 
+// TestProcessLauncher runs the process backend's faults on 127.0.0.1 and,
+// as root where `ip netns` works, in a network namespace per node, where
+// the link faults are tested too (TestNetnsLinks).
 func TestProcessLauncher(t *testing.T) {
 	bin := launchTestBinary(t, false)
+	t.Run("loopback", func(t *testing.T) { launchTestProcess(t, bin, NetnsOff) })
+	t.Run("netns", func(t *testing.T) {
+		if why := netnsAvailable(); why != nil {
+			t.Skipf("no network namespaces: %v", why)
+		}
+		launchTestProcess(t, bin, NetnsOn)
+	})
+}
+
+func launchTestProcess(t *testing.T, bin string, mode NetnsMode) {
 	dir := t.TempDir()
 	opts := LaunchOptions{Binary: bin, Dir: dir, RaftTimeout: 300 * time.Millisecond}
 	root := os.Geteuid() == 0
@@ -249,7 +262,7 @@ func TestProcessLauncher(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	c, err := ProcessLauncher{Logf: t.Logf}.Launch(ctx, opts)
+	c, err := ProcessLauncher{Logf: t.Logf, Netns: mode}.Launch(ctx, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -280,11 +293,20 @@ func TestProcessLauncher(t *testing.T) {
 	}
 	launchTestConverged(t, c, "node1")
 
-	if err := c.Partition("node1"); !errors.Is(err, ErrNotSupported) {
-		t.Errorf("Partition = %v, want ErrNotSupported", err)
-	}
-	if err := c.Heal(); !errors.Is(err, ErrNotSupported) {
-		t.Errorf("Heal = %v, want ErrNotSupported", err)
+	if mode == NetnsOff {
+		for what, err := range map[string]error{
+			"Partition": c.Partition("node1"), "Heal": c.Heal(), "Cut": c.Cut("node1", "node2"),
+			"CutOneWay": c.CutOneWay("node1", "node2"), "Degrade": c.Degrade("node1", LinkFault{Delay: time.Millisecond}),
+			"Supports": c.Supports(NeedPartition),
+		} {
+			if !errors.Is(err, ErrNotSupported) {
+				t.Errorf("%s on 127.0.0.1 = %v, want ErrNotSupported", what, err)
+			}
+		}
+	} else {
+		launchTestStep(t, "Namespaces", func(t *testing.T) { netnsTestProcesses(t, c.(*procCluster), bin) })
+		launchTestStep(t, "PartitionLeader", func(t *testing.T) { launchTestPartitionLeader(t, c) })
+		launchTestStep(t, "Links", func(t *testing.T) { netnsTestLinks(t, c.(*procCluster)) })
 	}
 
 	launchTestStep(t, "KillLeader", func(t *testing.T) {
@@ -371,10 +393,17 @@ func TestProcessLauncher(t *testing.T) {
 		launchTestConverged(t, c, f)
 	})
 
+	var net *netnsNet
+	if pc, ok := c.(*procCluster); ok {
+		net = pc.net
+	}
 	if err := c.Close(); err != nil {
 		t.Errorf("Close: %v", err)
 	}
 	closed = true
+	if net != nil {
+		netnsTestGone(t, net.id)
+	}
 	if out, err := exec.Command("findmnt", "-rn", "-o", "TARGET").Output(); err == nil && strings.Contains(string(out), dir) {
 		t.Errorf("Close left mounts under %s:\n%s", dir, out)
 	}
@@ -474,44 +503,7 @@ func TestDockerLauncher(t *testing.T) {
 		t.Errorf("FillDisk = %v, want ErrNotSupported", err)
 	}
 
-	launchTestStep(t, "PartitionLeader", func(t *testing.T) {
-		leader, followers := launchTestRoles(t, c, "node1")
-		if err := c.Partition(leader); err != nil {
-			t.Fatal(err)
-		}
-		// Cut off from the others, the old leader cannot commit: the
-		// admin API answers 503 (no quorum).
-		start := time.Now()
-		for {
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			err := launchTestAddDomain(ctx, launchTestAdmin(t, c, leader), "partitioned.test")
-			cancel()
-			var ae *ops.APIError
-			if err == nil {
-				t.Fatalf("a write through the partitioned %s succeeded", leader)
-			}
-			if errors.As(err, &ae) && ae.Status == http.StatusServiceUnavailable {
-				t.Logf("the partitioned %s answered %d after %s: %s", leader, ae.Status, time.Since(start).Round(time.Millisecond), ae.Msg)
-				break
-			}
-			if time.Since(start) > 30*time.Second {
-				t.Fatalf("no 503 from the partitioned %s within 30s; last: %v", leader, err)
-			}
-			time.Sleep(200 * time.Millisecond)
-		}
-		// The majority elects a leader and takes writes.
-		launchTestWrite2(t, c, followers[0], leader, "majority.test")
-		if err := c.Heal(); err != nil {
-			t.Fatal(err)
-		}
-		launchTestConverged(t, c, leader)
-		if ok, detail := launchTestHasDomain(t, c, leader, "majority.test"); !ok {
-			t.Error(detail)
-		}
-		if ok, _ := launchTestHasDomain(t, c, leader, "partitioned.test"); ok {
-			t.Error("a write refused with 503 during the partition was applied after all")
-		}
-	})
+	launchTestStep(t, "PartitionLeader", func(t *testing.T) { launchTestPartitionLeader(t, c) })
 
 	launchTestStep(t, "KillPauseWipe", func(t *testing.T) {
 		_, followers := launchTestRoles(t, c, "node1")
@@ -565,5 +557,47 @@ func TestDockerLauncher(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(dir, n)); err != nil {
 			t.Errorf("Close with LaunchOptions.Dir should keep the logs: %v", err)
 		}
+	}
+}
+
+// launchTestPartitionLeader partitions the leader: it answers writes 503,
+// the majority takes them, and after Heal everyone converges on the
+// majority's writes only.
+func launchTestPartitionLeader(t *testing.T, c Cluster) {
+	leader, followers := launchTestRoles(t, c, "node1")
+	if err := c.Partition(leader); err != nil {
+		t.Fatal(err)
+	}
+	// Cut off from the others, the old leader cannot commit: the
+	// admin API answers 503 (no quorum).
+	start := time.Now()
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err := launchTestAddDomain(ctx, launchTestAdmin(t, c, leader), "partitioned.test")
+		cancel()
+		var ae *ops.APIError
+		if err == nil {
+			t.Fatalf("a write through the partitioned %s succeeded", leader)
+		}
+		if errors.As(err, &ae) && ae.Status == http.StatusServiceUnavailable {
+			t.Logf("the partitioned %s answered %d after %s: %s", leader, ae.Status, time.Since(start).Round(time.Millisecond), ae.Msg)
+			break
+		}
+		if time.Since(start) > 30*time.Second {
+			t.Fatalf("no 503 from the partitioned %s within 30s; last: %v", leader, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	// The majority elects a leader and takes writes.
+	launchTestWrite2(t, c, followers[0], leader, "majority.test")
+	if err := c.Heal(); err != nil {
+		t.Fatal(err)
+	}
+	launchTestConverged(t, c, leader)
+	if ok, detail := launchTestHasDomain(t, c, leader, "majority.test"); !ok {
+		t.Error(detail)
+	}
+	if ok, _ := launchTestHasDomain(t, c, leader, "partitioned.test"); ok {
+		t.Error("a write refused with 503 during the partition was applied after all")
 	}
 }

@@ -20,10 +20,17 @@ import (
 type Need int
 
 const (
-	// NeedPartition: Partition and Heal (the Docker backend).
+	// NeedPartition: Partition and Heal (the Docker backend, the process
+	// backend in network namespaces).
 	NeedPartition Need = 1 << iota
 	// NeedDisk: FillDisk and FreeDisk on a size-limited file system.
 	NeedDisk
+	// NeedLinkCut: Cut and CutOneWay (the process backend in network
+	// namespaces).
+	NeedLinkCut
+	// NeedNetem: Degrade (the process backend in network namespaces, on
+	// a kernel with sch_netem).
+	NeedNetem
 )
 
 // Scenario is one fault with its cluster settings. RunScenarios gives
@@ -79,20 +86,8 @@ func (e *Env) Leader(ctx context.Context) (string, error) {
 // Follower returns a node other than the current leader, chosen with the
 // scenario's seed.
 func (e *Env) Follower(ctx context.Context) (string, error) {
-	leader, err := e.Leader(ctx)
-	if err != nil {
-		return "", err
-	}
-	var fs []string
-	for _, n := range e.Nodes {
-		if n.Name != leader {
-			fs = append(fs, n.Name)
-		}
-	}
-	if len(fs) == 0 {
-		return "", errors.New("chaos: no follower in a one-node cluster")
-	}
-	return fs[e.rng.IntN(len(fs))], nil
+	_, f, err := e.leaderAndFollower(ctx)
+	return f, err
 }
 
 // wait sleeps d unless ctx ends first.
@@ -161,6 +156,49 @@ func (e *Env) killFor(ctx context.Context, name, node string) (Fault, error) {
 	}
 	return e.restartAfter(ctx, f, node)
 }
+
+// netFor injects a network fault (inject), holds it, and heals it. The
+// fault takes effect once inject returned: the cut is in place then.
+func (e *Env) netFor(ctx context.Context, f Fault, inject func() error) (Fault, error) {
+	f.Start = time.Now()
+	if err := inject(); err != nil {
+		_ = e.Cluster.Heal()
+		return f, err
+	}
+	f.Effect = time.Now()
+	if err := wait(ctx, e.Hold); err != nil {
+		_ = e.Cluster.Heal()
+		return f, err
+	}
+	if err := e.Cluster.Heal(); err != nil {
+		return f, err
+	}
+	f.Heal = time.Now()
+	return f, nil
+}
+
+// leaderAndFollower returns the current leader and a follower chosen with
+// the scenario's seed.
+func (e *Env) leaderAndFollower(ctx context.Context) (string, string, error) {
+	leader, err := e.Leader(ctx)
+	if err != nil {
+		return "", "", err
+	}
+	var fs []string
+	for _, n := range e.Nodes {
+		if n.Name != leader {
+			fs = append(fs, n.Name)
+		}
+	}
+	if len(fs) == 0 {
+		return "", "", errors.New("chaos: no follower in a one-node cluster")
+	}
+	return leader, fs[e.rng.IntN(len(fs))], nil
+}
+
+// flapPeriod is how long each cut and each heal of partition-flapping
+// lasts.
+const flapPeriod = time.Second
 
 // alive reports whether node's admin API answers.
 func (e *Env) alive(ctx context.Context, node string) bool {
@@ -307,27 +345,121 @@ func Scenarios() []Scenario {
 		},
 		{
 			Name:  "partition-leader",
-			Doc:   "the leader cut off into a minority while clients keep using every node (Docker backend)",
+			Doc:   "the leader cut off into a minority while clients keep using every node",
 			Needs: NeedPartition,
 			Fault: func(ctx context.Context, c Cluster, e *Env) (Fault, error) {
 				leader, err := e.Leader(ctx)
 				if err != nil {
 					return Fault{}, err
 				}
-				f := Fault{Name: "partition leader", Target: leader, Start: time.Now()}
-				if err := c.Partition(leader); err != nil {
-					return f, err
+				return e.netFor(ctx, Fault{Name: "partition leader", Target: leader}, func() error { return c.Partition(leader) })
+			},
+		},
+		{
+			Name:  "partition-follower",
+			Doc:   "a follower cut off into a minority while clients keep using every node",
+			Needs: NeedPartition,
+			Fault: func(ctx context.Context, c Cluster, e *Env) (Fault, error) {
+				node, err := e.Follower(ctx)
+				if err != nil {
+					return Fault{}, err
 				}
-				f.Effect = time.Now()
-				if err := wait(ctx, e.Hold); err != nil {
-					_ = c.Heal()
-					return f, err
+				return e.netFor(ctx, Fault{Name: "partition follower", Target: node}, func() error { return c.Partition(node) })
+			},
+		},
+		{
+			// The follower cut off from the leader is the one hit: it
+			// loses its leader, while the leader keeps a majority with
+			// the other follower, which sees both.
+			Name:  "partition-bridge",
+			Doc:   "the leader loses its link to one follower only; the other follower still sees both",
+			Needs: NeedLinkCut,
+			Fault: func(ctx context.Context, c Cluster, e *Env) (Fault, error) {
+				leader, node, err := e.leaderAndFollower(ctx)
+				if err != nil {
+					return Fault{}, err
 				}
-				if err := c.Heal(); err != nil {
-					return f, err
+				return e.netFor(ctx, Fault{Name: "cut leader-follower link", Target: node}, func() error { return c.Cut(leader, node) })
+			},
+		},
+		{
+			// The follower no longer hears the leader; the leader
+			// still hears it (and its votes).
+			Name:  "partition-asymmetric",
+			Doc:   "what the leader sends to one follower is dropped; what the follower sends to the leader passes",
+			Needs: NeedLinkCut,
+			Fault: func(ctx context.Context, c Cluster, e *Env) (Fault, error) {
+				leader, node, err := e.leaderAndFollower(ctx)
+				if err != nil {
+					return Fault{}, err
+				}
+				return e.netFor(ctx, Fault{Name: "drop leader->follower", Target: node}, func() error { return c.CutOneWay(leader, node) })
+			},
+		},
+		{
+			Name:  "partition-flapping",
+			Doc:   "the leader partitioned and healed again every second for the hold (it leads no more after the first cut)",
+			Needs: NeedPartition,
+			Fault: func(ctx context.Context, c Cluster, e *Env) (Fault, error) {
+				leader, err := e.Leader(ctx)
+				if err != nil {
+					return Fault{}, err
+				}
+				f := Fault{Name: "flapping partition", Target: leader, Start: time.Now()}
+				end := f.Start.Add(e.Hold)
+				for cuts := 0; ; cuts++ {
+					if err := c.Partition(leader); err != nil {
+						_ = c.Heal()
+						return f, err
+					}
+					if cuts == 0 {
+						f.Effect = time.Now()
+					}
+					err := wait(ctx, flapPeriod)
+					if herr := c.Heal(); err == nil {
+						err = herr
+					}
+					if err != nil {
+						return f, err
+					}
+					if time.Now().Add(flapPeriod).After(end) {
+						e.Logf("chaos: %s partitioned and healed %d times", leader, cuts+1)
+						break
+					}
+					if err := wait(ctx, flapPeriod); err != nil {
+						return f, err
+					}
 				}
 				f.Heal = time.Now()
 				return f, nil
+			},
+		},
+		{
+			Name:  "link-latency",
+			Doc:   "100 ms (±20 ms) added to everything the leader sends on its cluster link",
+			Needs: NeedNetem,
+			Fault: func(ctx context.Context, c Cluster, e *Env) (Fault, error) {
+				leader, err := e.Leader(ctx)
+				if err != nil {
+					return Fault{}, err
+				}
+				return e.netFor(ctx, Fault{Name: "latency on the leader's link", Target: leader}, func() error {
+					return c.Degrade(leader, LinkFault{Delay: 100 * time.Millisecond, Jitter: 20 * time.Millisecond})
+				})
+			},
+		},
+		{
+			Name:  "link-loss",
+			Doc:   "30% of what a follower sends on its cluster link lost",
+			Needs: NeedNetem,
+			Fault: func(ctx context.Context, c Cluster, e *Env) (Fault, error) {
+				node, err := e.Follower(ctx)
+				if err != nil {
+					return Fault{}, err
+				}
+				return e.netFor(ctx, Fault{Name: "loss on a follower's link", Target: node}, func() error {
+					return c.Degrade(node, LinkFault{LossPercent: 30})
+				})
 			},
 		},
 		{
@@ -547,6 +679,14 @@ func runScenario(ctx context.Context, l Launcher, sc Scenario, opts RunOptions) 
 	if sc.Launch != nil {
 		sc.Launch(&lo)
 	}
+	// A backend that knows already that it cannot inject the fault:
+	// skipped without a cluster.
+	if pre, ok := l.(interface{ Supports(Need) error }); ok && sc.Needs != 0 {
+		if err := pre.Supports(sc.Needs); errors.Is(err, ErrNotSupported) {
+			logf("skipped: %v", err)
+			return skipped(sc.Name, opts.Seed, err)
+		}
+	}
 	// A port picked as free can be taken by another program before the
 	// node binds it: launch again (a few times) rather than fail.
 	var c Cluster
@@ -575,7 +715,7 @@ func runScenario(ctx context.Context, l Launcher, sc Scenario, opts RunOptions) 
 	nodes := c.Nodes()
 
 	// A backend that cannot inject the fault: skipped, before any traffic.
-	if err := probe(c, sc.Needs, nodes); err != nil {
+	if err := probe(c, sc.Needs); err != nil {
 		logf("skipped: %v", err)
 		return skipped(sc.Name, opts.Seed, err)
 	}
@@ -685,21 +825,13 @@ func sendCanary(ctx context.Context, t *Traffic, rec *Recorder, node NodeInfo) *
 	}
 }
 
-// probe reports ErrNotSupported if the cluster lacks something the
-// scenario needs: Heal answers it without a network of its own, FreeDisk
-// without a size-limited file system.
-func probe(c Cluster, needs Need, nodes []NodeInfo) error {
-	if needs&NeedPartition != 0 {
-		if err := c.Heal(); errors.Is(err, ErrNotSupported) {
-			return fmt.Errorf("network partitions: %w", err)
-		}
+// probe reports, wrapping ErrNotSupported, why the cluster lacks
+// something the scenario needs.
+func probe(c Cluster, needs Need) error {
+	if needs == 0 {
+		return nil
 	}
-	if needs&NeedDisk != 0 {
-		if err := c.FreeDisk(nodes[0].Name); errors.Is(err, ErrNotSupported) {
-			return fmt.Errorf("a size-limited disk: %w", err)
-		}
-	}
-	return nil
+	return c.Supports(needs)
 }
 
 // setupAccounts creates the chaos domain and accounts through the first

@@ -11,9 +11,10 @@ import (
 )
 
 // The CI smoke test of the chaos suite (make test runs it; -short skips
-// it): one short scenario that must pass, and the negative control that
-// must fail, so the checker is proven able to fail. Together they stay
-// under about two minutes on two cores, binary builds aside.
+// it): every scenario the process backend supports must pass, and the
+// negative controls must fail, so the checker is proven able to fail.
+// Together about four minutes on two cores as root (the partition and link
+// scenarios add about one), binary builds aside.
 
 // chaosTestTaggedBinary builds raftmail with build tags (once per tag set
 // per test process), next to the launcher tests' binaries.

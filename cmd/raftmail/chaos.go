@@ -36,11 +36,15 @@ func chaosScenarioList() string {
 	tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
 	for _, s := range chaos.Scenarios() {
 		note := ""
-		if s.Needs&chaos.NeedPartition != 0 {
-			note = " [docker]"
-		}
-		if s.Needs&chaos.NeedDisk != 0 {
-			note = " [root or docker]"
+		switch {
+		case s.Needs&chaos.NeedNetem != 0:
+			note = " [root: namespaces; a kernel with sch_netem]"
+		case s.Needs&chaos.NeedLinkCut != 0:
+			note = " [root: namespaces]"
+		case s.Needs&chaos.NeedPartition != 0:
+			note = " [root: namespaces; or docker]"
+		case s.Needs&chaos.NeedDisk != 0:
+			note = " [root]"
 		}
 		fmt.Fprintf(tw, "  %s\t%s%s\n", s.Name, s.Doc, note)
 	}
@@ -51,6 +55,7 @@ func chaosScenarioList() string {
 func newChaosRunCmd() *cobra.Command {
 	var (
 		backend, scenarios, report, binary string
+		netns                              string
 		seed                               int64
 		duration, raftTimeout              time.Duration
 		liveFault, liveHeal                time.Duration
@@ -60,10 +65,11 @@ func newChaosRunCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "run",
 		Short: "Run chaos scenarios against a fresh local or Docker cluster each",
-		Long: `Run chaos scenarios. Each scenario starts a fresh cluster (local processes on
-127.0.0.1, or Docker containers), creates test accounts, runs SMTP senders (MX
-and submission) and IMAP sessions against every node, injects one fault, heals
-it, sends a canary message, reads back every mailbox and the outbound queue of
+		Long: `Run chaos scenarios. Each scenario starts a fresh cluster (local processes,
+each in a network namespace of its own when run as root, else on 127.0.0.1;
+or Docker containers), creates test accounts, runs SMTP senders (MX and
+submission) and IMAP sessions against every node, injects one fault, heals it,
+sends a canary message, reads back every mailbox and the outbound queue of
 every node, and checks DESIGN.md's promise: no acknowledged message lost, no
 phantom, duplicates counted, stable UIDs, convergence.
 
@@ -107,8 +113,15 @@ logs) to the --report directory. It exits 1 if any scenario fails.`,
 			var l chaos.Launcher
 			switch backend {
 			case "process":
-				l = chaos.ProcessLauncher{Logf: logf}
+				mode, err := chaos.ParseNetnsMode(netns)
+				if err != nil {
+					return usagef(cmd, "--netns %q: want auto, on or off", netns)
+				}
+				l = chaos.ProcessLauncher{Logf: logf, Netns: mode}
 			case "docker":
+				if cmd.Flags().Changed("netns") {
+					return usagef(cmd, "--netns is for --backend process: the Docker backend has networks of its own")
+				}
 				l = chaos.DockerLauncher{Logf: logf}
 			default:
 				return usagef(cmd, "--backend %q: want process or docker", backend)
@@ -140,6 +153,7 @@ logs) to the --report directory. It exits 1 if any scenario fails.`,
 	}
 	fs := c.Flags()
 	fs.StringVar(&backend, "backend", "process", "where the nodes run: process (local processes on 127.0.0.1) or docker")
+	fs.StringVar(&netns, "netns", "auto", "process backend: a network namespace per node, so that partitions and link faults can run: auto (when root and ip netns works), on (or fail), off (every node on 127.0.0.1)")
 	fs.StringVar(&scenarios, "scenarios", "all", "comma-separated scenarios to run (see the list above)")
 	fs.Int64Var(&seed, "seed", 0, "seed of the traffic's choices, to reproduce a run (0 = from the clock; printed in each summary line)")
 	fs.DurationVar(&duration, "duration", 20*time.Second, "traffic time per scenario: warm-up, fault, and after healing")
