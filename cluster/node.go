@@ -232,8 +232,16 @@ func (n *Node) startRaft(dir string) error {
 	n.transport = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  &raftStream{mux: n.mux, dialer: n.dialer, advertise: advertiseAddr(n.cfg.ClusterAdvertise)},
 		MaxPool: 4,
-		Timeout: 10 * time.Second,
-		Logger:  NewHCLogger(n.log, "raft-net", hclog.Warn),
+		// No pipelined replication: raft v1.8.0's pipeline can deadlock
+		// when a follower answers an append with Success=false (the
+		// decoder stops, the sender parks on a full channel, and neither
+		// replication to that follower nor Shutdown ever finishes: seen
+		// as a node that hung in Shutdown after a leave). One append in
+		// flight per follower costs little with batching (see
+		// cluster/DESIGN.md, "The Raft log").
+		MaxRPCsInFlight: 1,
+		Timeout:         10 * time.Second,
+		Logger:          NewHCLogger(n.log, "raft-net", hclog.Warn),
 	})
 	if n.cfg.Bootstrap {
 		has, err := raft.HasExistingState(logs, bolt, snaps)
