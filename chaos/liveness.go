@@ -64,7 +64,16 @@ type Window struct {
 	// BoundMillis is the limit the phase is held to; 0 if none (a node the
 	// fault hit, while it lasts).
 	BoundMillis int64 `json:"bound_ms"`
-	Pass        bool  `json:"pass"`
+	// Hung counts the sends to the node, in flight during the phase, that
+	// were not answered (250 or a refusal) within the bound of the later
+	// of their start and the phase's start: a client left hanging while
+	// newer clients were served. HungExample describes the first.
+	Hung        int    `json:"hung,omitempty"`
+	HungExample string `json:"hung_example,omitempty"`
+	// Slow: from some moment of the phase, the node took longer than the
+	// bound to answer 250 to any send started then.
+	Slow bool `json:"slow,omitempty"`
+	Pass bool `json:"pass"`
 }
 
 // sendTimes is one node's sends, sorted by start, with the earliest end of
@@ -130,6 +139,44 @@ func (st sendTimes) window(from, to, judgeUntil, end time.Time, bound time.Durat
 	return first, worst, pass
 }
 
+// hung counts the sends in flight during [from, to) that were not
+// answered within bound of the later of their start and from, for those
+// whose deadline falls in the phase (that later moment no later than
+// judgeUntil).
+func hung(ops []Op, from, to, judgeUntil time.Time, bound time.Duration) (int, string) {
+	n, example := 0, ""
+	for _, op := range ops {
+		if !op.Start.Before(to) || (!op.End.IsZero() && !op.End.After(from)) {
+			continue
+		}
+		t0 := op.Start
+		if t0.Before(from) {
+			t0 = from
+		}
+		if t0.After(judgeUntil) {
+			continue
+		}
+		// Answered (or, unknown, given up by the client) within the
+		// bound: not hung. A client that gave up sooner cannot tell.
+		if !op.End.IsZero() && op.End.Sub(t0) <= bound {
+			continue
+		}
+		n++
+		if example == "" {
+			answer := "no answer (" + string(op.Outcome) + ")"
+			if op.Outcome != Unknown {
+				answer = fmt.Sprintf("%s after %s", op.Outcome, op.End.Sub(t0).Round(time.Millisecond))
+			}
+			when := fmt.Sprintf("started %s into the phase", op.Start.Sub(from).Round(time.Millisecond))
+			if op.Start.Before(from) {
+				when = fmt.Sprintf("in flight since %s before the phase", from.Sub(op.Start).Round(time.Millisecond))
+			}
+			example = fmt.Sprintf("op %d (%s, %s) got %s", op.ID, op.Via, when, answer)
+		}
+	}
+	return n, example
+}
+
 // livenessWindows measures every node around every fault.
 func livenessWindows(h History) []Window {
 	b := h.Liveness.withDefaults()
@@ -173,8 +220,14 @@ func livenessWindows(h History) []Window {
 				judgeUntil = observed.Add(-bound)
 			}
 			first, worst, pass := st.window(from, to, judgeUntil, end, bound)
-			out = append(out, Window{Node: node, Fault: fault, Phase: name, Side: side,
-				FirstMillis: first, WorstMillis: worst, BoundMillis: bound.Milliseconds(), Pass: pass})
+			w := Window{Node: node, Fault: fault, Phase: name, Side: side,
+				FirstMillis: first, WorstMillis: worst, BoundMillis: bound.Milliseconds()}
+			if bound > 0 {
+				w.Hung, w.HungExample = hung(byNode[node], from, to, judgeUntil, bound)
+			}
+			w.Slow = !pass
+			w.Pass = pass && w.Hung == 0
+			out = append(out, w)
 		}
 		if len(faults) > 0 {
 			phase("", "before", "", h.Start, faults[0].effect(), b.Heal)
@@ -213,7 +266,11 @@ func checkLiveness(h History) CheckResult {
 	ws := livenessWindows(h)
 	var worstMajority int64 = -1
 	for _, w := range ws {
-		if !w.Pass {
+		if !w.Pass && w.Hung > 0 {
+			c.add("%s: %s %s%s: %d send(s) in flight left without an answer for more than %s, e.g. %s",
+				w.Node, w.Phase, w.Fault, sideNote(w.Side), w.Hung, fmtMillis(w.BoundMillis), w.HungExample)
+		}
+		if w.Slow {
 			c.add("%s: %s %s%s: a send started then waited %s for a 250 (limit %s; first 250 after %s)",
 				w.Node, w.Phase, w.Fault, sideNote(w.Side), fmtMillis(w.WorstMillis), fmtMillis(w.BoundMillis), fmtMillis(w.FirstMillis))
 		}

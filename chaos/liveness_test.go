@@ -88,3 +88,36 @@ func TestLivenessFailover(t *testing.T) {
 		}
 	}
 }
+
+// TestLivenessHungSend: a send in flight on the majority side when the
+// fault takes effect that is answered only at the heal fails liveness,
+// although newer sends to that node were served at once (the partition
+// stall: forwards to a leader that was cut off hung until the heal).
+func TestLivenessHungSend(t *testing.T) {
+	h := livenessHistory(nil)
+	stuck := send(999, "stuck", OK, 250, 2000, 6500)
+	stuck.Node = "n2"
+	h.Ops = append(h.Ops, stuck)
+	r := checkLiveness(h)
+	if r.Pass || !strings.Contains(strings.Join(r.Examples, "\n"), "n2: fault partition (majority side): 1 send(s) in flight") {
+		t.Fatalf("a send hung until the heal: pass=%v %q", r.Pass, r.Examples)
+	}
+	// The same send answered 2 s after the fault's effect is fine, and so
+	// is a hang on the node the fault hit.
+	h = livenessHistory(nil)
+	stuck.End = at(4100)
+	h.Ops = append(h.Ops, stuck)
+	hit := send(1000, "hit", Unknown, 0, 2500, 9000) // the client gave up 3 s after the heal
+	hit.Node = "n1"
+	h.Ops = append(h.Ops, hit)
+	if r := checkLiveness(h); !r.Pass {
+		t.Fatalf("%q", r.Examples)
+	}
+	// A client on the node the fault hit still waiting 5 s after the heal
+	// is left hanging.
+	hit.End = at(12500)
+	h.Ops[len(h.Ops)-1] = hit
+	if r := checkLiveness(h); r.Pass || !strings.Contains(strings.Join(r.Examples, "\n"), "n1: heal partition") {
+		t.Fatalf("a send on the hit node unanswered 6.5 s after the heal: %q", r.Examples)
+	}
+}
