@@ -57,17 +57,18 @@ type Window struct {
 	// FirstMillis: from the start of the phase to the first 250 of a send
 	// started at or after it; -1 if none came before the end of the run.
 	FirstMillis int64 `json:"first_ms"`
-	// WorstMillis: the longest such wait from any moment of the phase that
-	// is at least one bound before the phase ends (a wait that starts
-	// later cannot be judged); -1 if unbounded (no 250 came at all).
+	// WorstMillis: the longest such wait from any moment of the phase (a
+	// wait no 250 ended runs to the end of the run); only moments at least
+	// one bound before the phase ends are judged.
 	WorstMillis int64 `json:"worst_ms"`
 	// BoundMillis is the limit the phase is held to; 0 if none (a node the
 	// fault hit, while it lasts).
 	BoundMillis int64 `json:"bound_ms"`
 	// Hung counts the sends to the node, in flight during the phase, that
 	// were not answered (250 or a refusal) within the bound of the later
-	// of their start and the phase's start: a client left hanging while
-	// newer clients were served. HungExample describes the first.
+	// of their start and the phase's start: a client left hanging (the
+	// waits above can look fine while newer sends are served).
+	// HungExample describes the first.
 	Hung        int    `json:"hung,omitempty"`
 	HungExample string `json:"hung_example,omitempty"`
 	// Slow: from some moment of the phase, the node took longer than the

@@ -25,6 +25,7 @@ type leaderWatch struct {
 func newLeaderWatch() *leaderWatch {
 	w := &leaderWatch{}
 	w.mu.ch = make(chan struct{})
+	w.mu.noLeader = time.Now() // none is known until raft reports one
 	return w
 }
 

@@ -241,9 +241,10 @@ func decodeRemoveRequest(b []byte) (removeRequest, error) {
 // a tombstone (so the reconcile loop never adds that instance back, and
 // the node itself, if it is running, stops), removes it from the Raft
 // configuration, and Remove returns once this node's configuration no
-// longer has it. Then it revokes the node's certificates, so that it
-// cannot come back on the cluster port (it joins again with a new token).
-// It refuses with ErrWouldLoseQuorum when the remaining voters would have
+// longer has it. The leader then revokes the node's certificates, so that
+// it cannot come back on the cluster port (it joins again with a new
+// token); a node already out of the configuration whose certificates are
+// not all revoked yet has them revoked. It refuses with ErrWouldLoseQuorum when the remaining voters would have
 // fewer live members than a quorum, unless force.
 func (n *Node) Remove(ctx context.Context, name string, force bool) error {
 	if err := CheckNodeName(name); err != nil {
@@ -252,8 +253,19 @@ func (n *Node) Remove(ctx context.Context, name string, force bool) error {
 	if err := n.remove(ctx, removeRequest{Node: name, Reason: DepartedRemoved, Force: force}); err != nil {
 		return err
 	}
-	if _, err := n.RevokeNode(ctx, name); err != nil {
-		return fmt.Errorf("cluster: %s is removed, but its certificates are not revoked yet (run the removal again): %w", name, err)
+	if name == n.cfg.NodeName {
+		return nil // revoked, this node is cut off: nothing to wait for
+	}
+	deadline := time.Now().Add(revocationWait)
+	for n.revocationPending(name) {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("cluster: %s is removed, but its certificates are not revoked yet (the leader keeps trying; run the removal again to check)", name)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("cluster: %s is removed, its certificates not yet revoked: %w", name, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
 	return nil
 }
@@ -302,7 +314,17 @@ func (n *Node) removeChecked(ctx context.Context, req removeRequest) error {
 	}
 	servers := cf.Configuration().Servers
 	if !inConfig(cf.Configuration(), req.Node) {
-		return ErrUnknownNode
+		// Removed before (by an earlier removal whose revocation failed,
+		// or as a dead voter): revoke what is left of it, if anything.
+		serials, err := n.RevokeNode(ctx, req.Node)
+		if err != nil {
+			return fmt.Errorf("cluster: %s is not in the cluster; revoking its certificates: %w", req.Node, err)
+		}
+		if len(serials) == 0 {
+			return ErrUnknownNode
+		}
+		n.log.Warn("revoked the certificates of a node no longer in the cluster", "peer", req.Node, "certificates", len(serials))
+		return nil
 	}
 	if req.Node == n.cfg.NodeName {
 		// The leader does not remove itself: it hands over and the new
@@ -356,8 +378,60 @@ func (n *Node) removeChecked(ctx context.Context, req removeRequest) error {
 		n.waitApplied(ctx, req.Node, addr, idx, removeNoticeWait)
 	}
 	n.log.Warn("removing node from the cluster", "peer", req.Node, "reason", req.Reason, "instance", ts.Instance, "forced", req.Force)
-	return n.raft.RemoveServer(raft.ServerID(req.Node), 0, time.Until(deadlineOf(ctx))).Error()
+	if err := n.raft.RemoveServer(raft.ServerID(req.Node), 0, time.Until(deadlineOf(ctx))).Error(); err != nil {
+		return err
+	}
+	n.revokeSoon(req.Node)
+	return nil
 }
+
+// revokeSoon revokes node's certificates from the leader, in the
+// background and a moment from now: applying a revocation closes every
+// connection of the revoked node, so revoking inline would cut off the
+// answer to the node that asked to leave (or the removal made through its
+// own admin API). It tries until it succeeds or this node stops; Remove
+// waits for the result on the node that asked.
+func (n *Node) revokeSoon(node string) {
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		delay := 200 * time.Millisecond
+		for {
+			select {
+			case <-time.After(delay):
+			case <-n.stop:
+				return
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ProposeTimeout)
+			_, err := n.RevokeNode(ctx, node)
+			cancel()
+			if err == nil {
+				return
+			}
+			n.log.Warn("revoking the certificates of a removed node", "peer", node, "err", err)
+			delay = min(2*delay, 5*time.Second)
+		}
+	}()
+}
+
+// revocationPending reports whether node has a recorded certificate that
+// is not revoked.
+func (n *Node) revocationPending(node string) bool {
+	certs, err := n.store.NodeCerts()
+	if err != nil {
+		return true
+	}
+	for _, c := range certs {
+		if c.Node == node && !c.Revoked {
+			return true
+		}
+	}
+	return false
+}
+
+// revocationWait bounds how long Remove waits to see the removed node's
+// certificates revoked.
+const revocationWait = 15 * time.Second
 
 // VoterNames lists the voters in this node's Raft configuration, sorted.
 func (n *Node) VoterNames() []string {
@@ -417,11 +491,6 @@ func (n *Node) Leave(ctx context.Context, force bool) error {
 			n.log.Error("leave failed and its departure marker could not be deleted: the node will not start again", "err", rerr)
 		}
 		return fmt.Errorf("cluster: leave: %w", err)
-	}
-	// Out of the configuration and tombstoned: revoke this node's
-	// certificates, so that they cannot be used on the cluster port again.
-	if _, err := n.RevokeNode(ctx, n.cfg.NodeName); err != nil {
-		n.log.Warn("left the cluster, but could not revoke this node's certificate", "err", err)
 	}
 	d.Dir = n.cfg.DataDir
 	n.mu.Lock()
@@ -508,7 +577,7 @@ const removeNoticeWait = 5 * time.Second
 func (n *Node) waitApplied(ctx context.Context, node, addr string, index uint64, limit time.Duration) {
 	deadline := time.Now().Add(limit)
 	for {
-		b, err := n.rpc.call(addr, methodStatus, nil, time.Second)
+		b, err := n.rpc.call(addr, methodStatus, []byte(statusQuick), time.Second)
 		if err == nil {
 			var st NodeStatus
 			if json.Unmarshal(b, &st) == nil && st.AppliedIndex >= index {

@@ -45,8 +45,7 @@ const (
 	methodRemove   method = 6
 	methodTransfer method = 7
 	methodJoin     method = 8
-	// methodRemoveNode is a checked removal (remove.go); 20 leaves room
-	// below for methods being added in parallel.
+	// methodRemoveNode is a checked removal (remove.go).
 	methodRemoveNode method = 20
 )
 
@@ -451,8 +450,9 @@ func (c *rpcClient) exchangeAbort(addr string, timeout time.Duration, abort <-ch
 		if aborted.Load() {
 			// The deadline was moved: the connection is not reusable.
 			_ = rc.c.Close()
-			if err == nil {
-				return nil
+			var re *rpcError
+			if err == nil || errors.As(err, &re) {
+				return err // the peer answered before the abort: its answer stands
 			}
 			if errors.Is(err, errSent) {
 				return fmt.Errorf("%w: %w", errSent, errAborted)

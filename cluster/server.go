@@ -86,6 +86,9 @@ func (n *Node) dispatch(ctx context.Context, req *rpcRequest, r *bufio.Reader, w
 		return n.handleBlobGet(req.payload, w)
 	case methodStatus:
 		st := n.LocalStatus()
+		if string(req.payload) == statusQuick {
+			st = n.QuickStatus()
+		}
 		b, err := json.Marshal(st)
 		return answer(b, err)
 	case methodAddVoter:
@@ -193,6 +196,10 @@ func (n *Node) removeServer(ctx context.Context, id string) error {
 		return n.removeLocal(id)
 	})
 }
+
+// statusQuick, as a status request's payload, asks for QuickStatus (no
+// state hash): cheap enough to poll.
+const statusQuick = "quick"
 
 // ErrUnknownNode: no such node in the Raft configuration.
 var ErrUnknownNode = errors.New("cluster: no such node in the cluster")

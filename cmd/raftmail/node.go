@@ -272,6 +272,9 @@ func loadClusterCreds(cfg *nodeConfig) (*cluster.Config, error) {
 		if cc.CAKeyKEK, err = hex.DecodeString(strings.TrimSpace(string(b))); err != nil {
 			return nil, fmt.Errorf("%s: not hex: %w", cfg.kekFile(), err)
 		}
+		if len(cc.CAKeyKEK) == 0 {
+			cc.CAKeyKEK = nil // joined through a node that had none
+		}
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("read the CA key-encryption key: %w", err)
 	}
