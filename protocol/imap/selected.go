@@ -527,23 +527,18 @@ func (s *session) Expunge(_ *imapserver.ExpungeWriter, uids *imap.UIDSet) error 
 	}
 	var list []uint32
 	if uids != nil {
-		items := sel.resolve(*uids)
-		msgs, err := s.loadMessages(sel.mb.ID, uidsOf(items))
-		if err != nil {
-			return s.internal("expunge", err)
-		}
-		for _, it := range items {
-			if m, ok := msgs[it.uid]; ok && slices.Contains(m.Flags, `\Deleted`) {
-				list = append(list, it.uid)
-			}
-		}
+		// Which of these carry \Deleted is decided where the command is
+		// applied (OnlyDeleted), not from this node's copy: a node that
+		// cannot apply entries (its disk full) would see a STORE +FLAGS
+		// \Deleted the client just made as not done, expunge nothing and
+		// answer OK. A flag removed through another node meanwhile keeps
+		// its message too (RFC 4315).
+		list = uidsOf(sel.resolve(*uids))
 		if len(list) == 0 {
 			return nil // never send an empty list: that means "all \Deleted"
 		}
 	}
 	var res storage.ExpungeResult
-	// OnlyDeleted: a \Deleted flag removed through another node between
-	// our check and the apply keeps its message (RFC 4315).
 	cmd := storage.Expunge{MailboxID: sel.mb.ID, UIDs: list, OnlyDeleted: len(list) > 0}
 	if _, err := s.propose("expunge", storage.CmdExpunge, cmd, &res, errNoMailbox); err != nil {
 		return err
