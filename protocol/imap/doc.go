@@ -34,7 +34,9 @@
 //     is acknowledged only after Propose returned (committed on a majority,
 //     applied locally).
 //   - Answer "not done" to a write whose outcome is unknown: it closes the
-//     connection with BYE instead. Other write failures are
+//     connection with BYE instead; so it does for a write committed but not
+//     applied on this node (its Raft log failing), whose next reads here
+//     would contradict an OK. Other write failures are
 //     NO [UNAVAILABLE]; reads never need a quorum, so a minority node keeps
 //     serving them.
 //   - Advertise a capability it does not implement: imapserver panics on

@@ -196,6 +196,16 @@ func (s *session) propose(op string, t storage.CommandType, payload any, out any
 	if err != nil {
 		return 0, s.writeFailed(op, err)
 	}
+	if applied := s.srv.cfg.Store.AppliedIndex(); applied < idx {
+		// Committed, but this node has not applied it (its Raft log cannot
+		// be written, or it fell behind): what this session reads next
+		// would not show the write (an EXPUNGE's message back, a flag
+		// unset). The client is told to reconnect, as for an unknown
+		// outcome, rather than OK followed by reads that contradict it.
+		s.log.Error(op+": committed but not applied on this node, closing the connection", "index", idx, "applied", applied)
+		s.bye("This server is behind the cluster, please reconnect")
+		return idx, errClosing
+	}
 	if err := res.Err(); err != nil {
 		return idx, s.refused(op, err, notFound)
 	}

@@ -37,7 +37,9 @@
 //     quorum can be reached the answer is -ERR [SYS/TEMP] and nothing is
 //     deleted; if the outcome is unknown the connection is closed without a
 //     reply, so that the client does not take a deletion that may have
-//     happened for one that did not. A connection that ends without QUIT,
+//     happened for one that did not; so it is when the deletion is committed
+//     but this node has not applied it (its Raft log failing, or catching
+//     up), whose reads would still show the messages. A connection that ends without QUIT,
 //     or times out, deletes nothing (RFC 1939 section 6).
 //   - Exclusive access (RFC 1939 section 8): a maildrop is locked per node;
 //     a second login to the same maildrop on the same node gets

@@ -731,7 +731,15 @@ func (ss *session) quit() bool {
 		ctx, cancel = context.WithTimeout(ctx, d)
 		defer cancel()
 	}
-	_, res, err := ss.srv.cfg.Cluster.Propose(ctx, cmd)
+	idx, res, err := ss.srv.cfg.Cluster.Propose(ctx, cmd)
+	if err == nil && ss.srv.cfg.Store.AppliedIndex() < idx {
+		// Committed, but not applied on this node (its Raft log cannot be
+		// written, or it is catching up): its next reads would still show
+		// the messages. Close without a reply, as for an unknown outcome;
+		// the client checks again on reconnecting.
+		log.Warn("pop3 expunge committed but not applied on this node, closing without reply", "index", idx, "applied", ss.srv.cfg.Store.AppliedIndex())
+		return false
+	}
 	if err != nil {
 		var u interface{ OutcomeUnknown() bool }
 		if errors.As(err, &u) && u.OutcomeUnknown() {
