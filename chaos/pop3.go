@@ -24,20 +24,7 @@ import (
 // an expunge of that UID.
 
 func (t *Traffic) pop3Sessions(client int) {
-	defer t.wg.Done()
-	rng := t.rng(client)
-	p := picker{nodes: t.cfg.Nodes, rr: t.cfg.RoundRobin, next: client}
-	for !t.stopping() {
-		node := p.pick(rng)
-		acct := t.cfg.Accounts[rng.IntN(len(t.cfg.Accounts))]
-		pause := max(t.cfg.Pause, 50*time.Millisecond)
-		if !t.pop3Session(client, node, acct, rng) {
-			pause = max(pause, 100*time.Millisecond)
-		}
-		if !t.sleep(pause) {
-			return
-		}
-	}
+	t.sessions(client, max(t.cfg.Pause, 50*time.Millisecond), t.pop3Session)
 }
 
 // pop3Conn is a minimal POP3 client: one command, one reply.
@@ -73,6 +60,10 @@ func (c *pop3Conn) cmd(format string, args ...any) (string, error) {
 	return c.status()
 }
 
+// maxPOP3Reply bounds a multi-line reply the client holds: far above any
+// message the traffic sends (the server's size limit is 50 MiB).
+const maxPOP3Reply = 64 << 20
+
 // multi reads a multi-line body up to its terminating ".", undoing the
 // dot-stuffing; lines keep their CRLF.
 func (c *pop3Conn) multi() ([]byte, error) {
@@ -86,7 +77,9 @@ func (c *pop3Conn) multi() ([]byte, error) {
 		if line == ".\r\n" {
 			return out, nil
 		}
-		out = append(out, strings.TrimPrefix(line, ".")...)
+		if out = append(out, strings.TrimPrefix(line, ".")...); len(out) > maxPOP3Reply {
+			return nil, fmt.Errorf("pop3: a reply over %d bytes", maxPOP3Reply)
+		}
 	}
 }
 

@@ -740,18 +740,24 @@ func imapOutcome(err error) Outcome {
 // imapSessions runs sessions one after the other: each on a node and
 // account of its own, a few rounds of read, flag, expunge and move.
 func (t *Traffic) imapSessions(client int) {
+	t.sessions(client, t.cfg.Pause, t.imapSession)
+}
+
+// sessions runs session again and again, each time on a node and account
+// of the client's choosing, pausing at least pause between them (and
+// 100 ms after one that did not get to log in), until the traffic stops.
+func (t *Traffic) sessions(client int, pause time.Duration, session func(client int, node NodeInfo, acct Account, rng *rand.Rand) bool) {
 	defer t.wg.Done()
 	rng := t.rng(client)
 	p := picker{nodes: t.cfg.Nodes, rr: t.cfg.RoundRobin, next: client}
 	for !t.stopping() {
 		node := p.pick(rng)
 		acct := t.cfg.Accounts[rng.IntN(len(t.cfg.Accounts))]
-		ok := t.imapSession(client, node, acct, rng)
-		pause := t.cfg.Pause
-		if !ok {
-			pause = max(pause, 100*time.Millisecond)
+		wait := pause
+		if !session(client, node, acct, rng) {
+			wait = max(wait, 100*time.Millisecond)
 		}
-		if !t.sleep(pause) {
+		if !t.sleep(wait) {
 			return
 		}
 	}

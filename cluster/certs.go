@@ -95,21 +95,24 @@ func (n *Node) checkPeerCert(leaf *x509.Certificate) error {
 // does not make it a voter again. A node that joins again under the same
 // name has a new certificate.
 func (n *Node) nodeRevoked(node string) bool {
+	recorded, unrevoked, err := n.certRecords(node)
+	return err == nil && recorded && !unrevoked
+}
+
+// certRecords reports whether the store records a certificate of node,
+// and whether one of them is not revoked.
+func (n *Node) certRecords(node string) (recorded, unrevoked bool, err error) {
 	certs, err := n.store.NodeCerts()
 	if err != nil {
-		return false
+		return false, false, err
 	}
-	revoked := false
 	for _, c := range certs {
-		if c.Node != node {
-			continue
+		if c.Node == node {
+			recorded = true
+			unrevoked = unrevoked || !c.Revoked
 		}
-		if !c.Revoked {
-			return false
-		}
-		revoked = true
 	}
-	return revoked
+	return recorded, unrevoked, nil
 }
 
 // loadRevocations reads the revocation list from the store; the cert loop

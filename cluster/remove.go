@@ -417,16 +417,8 @@ func (n *Node) revokeSoon(node string) {
 // revocationPending reports whether node has a recorded certificate that
 // is not revoked.
 func (n *Node) revocationPending(node string) bool {
-	certs, err := n.store.NodeCerts()
-	if err != nil {
-		return true
-	}
-	for _, c := range certs {
-		if c.Node == node && !c.Revoked {
-			return true
-		}
-	}
-	return false
+	_, unrevoked, err := n.certRecords(node)
+	return err != nil || unrevoked
 }
 
 // revocationWait bounds how long Remove waits to see the removed node's
