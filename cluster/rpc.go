@@ -42,7 +42,9 @@ const (
 	methodBlobGet  method = 3
 	methodStatus   method = 4
 	methodAddVoter method = 5
-	methodRemove   method = 6
+	// 6 was an unchecked removal (no tombstone, no quorum check), retired
+	// for methodRemoveNode: a node that still sends it is answered
+	// "unknown method".
 	methodTransfer method = 7
 	methodJoin     method = 8
 	// methodRemoveNode is a checked removal (remove.go).
@@ -61,8 +63,6 @@ func (m method) String() string {
 		return "status"
 	case methodAddVoter:
 		return "addvoter"
-	case methodRemove:
-		return "remove"
 	case methodTransfer:
 		return "transfer"
 	case methodJoin:

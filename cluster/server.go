@@ -97,9 +97,6 @@ func (n *Node) dispatch(ctx context.Context, req *rpcRequest, r *bufio.Reader, w
 			return err
 		}
 		return answer(nil, n.leaderOnly(func() error { return n.addVoterLocal(id, addr) }))
-	case methodRemove:
-		id := string(req.payload)
-		return answer(nil, n.leaderOnly(func() error { return n.removeLocal(id) }))
 	case methodRemoveNode:
 		rr, err := decodeRemoveRequest(req.payload)
 		if err != nil {
@@ -177,50 +174,12 @@ func (n *Node) addVoterLocal(id, addr string) error {
 	return n.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, 30*time.Second).Error()
 }
 
-// RemoveServer removes a node from the Raft configuration, from any node,
-// and then revokes its certificates, so that it cannot come back on the
-// cluster port (it joins again with a new token).
-func (n *Node) RemoveServer(ctx context.Context, id string) error {
-	if err := n.removeServer(ctx, id); err != nil {
-		return err
-	}
-	if _, err := n.RevokeNode(ctx, id); err != nil {
-		return fmt.Errorf("cluster: %s is removed, but its certificates are not revoked yet (run the removal again): %w", id, err)
-	}
-	return nil
-}
-
-// removeServer is RemoveServer without the revocation.
-func (n *Node) removeServer(ctx context.Context, id string) error {
-	return n.onLeader(ctx, methodRemove, []byte(id), func() error {
-		return n.removeLocal(id)
-	})
-}
-
 // statusQuick, as a status request's payload, asks for QuickStatus (no
 // state hash): cheap enough to poll.
 const statusQuick = "quick"
 
 // ErrUnknownNode: no such node in the Raft configuration.
 var ErrUnknownNode = errors.New("cluster: no such node in the cluster")
-
-func (n *Node) removeLocal(id string) error {
-	cf := n.raft.GetConfiguration()
-	if err := cf.Error(); err != nil {
-		return err
-	}
-	found := false
-	for _, s := range cf.Configuration().Servers {
-		if string(s.ID) == id {
-			found = true
-		}
-	}
-	if !found {
-		return ErrUnknownNode
-	}
-	n.log.Info("removing server", "peer", id)
-	return n.raft.RemoveServer(raft.ServerID(id), 0, 30*time.Second).Error()
-}
 
 // handleBlobPut stores a blob a peer pushes: inline in the request, or as
 // a stream that goes to the store chunk by chunk as it arrives, hashed on
