@@ -2,7 +2,7 @@
 // processes, each in a network namespace of its own as root, or Docker
 // containers) under mail traffic, injects one fault per scenario (kill -9,
 // SIGSTOP, partitions, cut or one-way links, flapping, disk full, wipe and
-// rejoin...),
+// rejoin, clock skew...),
 // records what every client was told, reads back what every node holds,
 // and checks DESIGN.md's promise with pure functions over that record.
 //
@@ -17,6 +17,7 @@
 //	report.go    JSON, one summary line per scenario, a self-contained HTML page
 //	launcher*.go starting, killing, pausing, partitioning nodes
 //	netns.go     the process backend's network namespaces: links, cuts, netem
+//	clock.go     clock faults: a chaos_clock build's wall-clock offset per node
 //	traffic.go   SMTP senders, liveness probes and IMAP sessions that record every operation
 //	pop3.go      the POP3 client: UIDL, RETR, DELE+QUIT recorded as reads and expunges
 //	scenario.go  warm-up, fault, heal, read-back, check

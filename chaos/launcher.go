@@ -87,6 +87,10 @@ type Cluster interface {
 	// FillDisk fills the node's data file system; FreeDisk undoes it.
 	FillDisk(node string) error
 	FreeDisk(node string) error
+	// SkewClock sets the offset of node's wall clock (0: none), also
+	// across restarts; ErrNotSupported but on the process backend with a
+	// binary built with -tags chaos_clock (clock.go).
+	SkewClock(node string, d time.Duration) error
 	// Close stops every node and frees what Launch made (keeps logs when
 	// asked through LaunchOptions.Dir).
 	Close() error

@@ -859,6 +859,8 @@ func (c *dockerCluster) Supports(need Need) error {
 	switch {
 	case need&NeedDisk != 0:
 		return fmt.Errorf("a size-limited disk: the image has no shell to fill it with: %w", ErrNotSupported)
+	case need&NeedClock != 0:
+		return fmt.Errorf("clock faults run on the process backend only: %w", ErrNotSupported)
 	case need&(NeedLinkCut|NeedNetem) != 0:
 		return fmt.Errorf("cuts of single links, latency and loss need the process backend's network namespaces: %w", ErrNotSupported)
 	}

@@ -435,7 +435,7 @@ func (c *procCluster) start(n *procNode) error {
 	fmt.Fprintf(logf, "==== %s: chaos: serve %s\n", time.Now().Format(time.RFC3339Nano), n.info.Name)
 	name, args := c.command(n, append([]string{"serve"}, c.flags(n)...)...)
 	cmd := exec.Command(name, args...)
-	cmd.Env = c.env
+	cmd.Env = append(slices.Clone(c.env), c.clockEnv(n))
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("chaos: start %s: %w", n.info.Name, err)
@@ -568,6 +568,11 @@ func (c *procCluster) Supports(need Need) error {
 	}
 	if need&NeedNetem != 0 && c.net.netem != nil {
 		return c.net.netem
+	}
+	if need&NeedClock != 0 {
+		if err := clockSupport(c.bin); err != nil {
+			return err
+		}
 	}
 	if need&NeedDisk != 0 {
 		for _, n := range c.nodes {

@@ -70,10 +70,13 @@ func StartSampler(ctx context.Context, nodes []NodeInfo, interval time.Duration)
 			for {
 				// A frozen peer makes /v1/status wait for its RPC
 				// timeout (3s); the answer is still worth keeping.
+				// The time is this process's, when it asked: a node's own
+				// clock may be skewed (clock-skew scenario).
+				asked := time.Now()
 				if sts, err := statusOf(ctx, n, 5*time.Second); err == nil {
 					if st, ok := self(n, sts); ok {
 						s.mu.Lock()
-						s.mu.samples = append(s.mu.samples, Sample{Time: st.Time, Node: n.Name, Role: st.Role, Term: st.Term, Leader: st.Leader})
+						s.mu.samples = append(s.mu.samples, Sample{Time: asked, Node: n.Name, Role: st.Role, Term: st.Term, Leader: st.Leader})
 						s.mu.Unlock()
 					}
 				}

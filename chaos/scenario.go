@@ -31,6 +31,9 @@ const (
 	// NeedNetem: Degrade (the process backend in network namespaces, on
 	// a kernel with sch_netem).
 	NeedNetem
+	// NeedClock: SkewClock (the process backend, with a binary built
+	// with -tags chaos_clock).
+	NeedClock
 )
 
 // Scenario is one fault with its cluster settings. RunScenarios gives
@@ -523,6 +526,7 @@ func Scenarios() []Scenario {
 				return f, nil
 			},
 		},
+		clockScenario(),
 		{
 			Name: "wipe-rejoin",
 			Doc:  "a follower killed, its data deleted, and joined again as a new member under load",

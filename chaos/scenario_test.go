@@ -107,6 +107,10 @@ func TestScenarioSmoke(t *testing.T) {
 	bin := launchTestBinary(t, true)
 	for _, sc := range Scenarios() {
 		t.Run(sc.Name, func(t *testing.T) {
+			bin := bin
+			if sc.Needs&NeedClock != 0 {
+				bin = chaosTestTaggedBinary(t, "chaos_clock")
+			}
 			run := chaosTestRun(t, bin, sc.Name, 8*time.Second)
 			if reason := SkipReason(run); reason != "" {
 				t.Skipf("not on this backend: %s", reason)

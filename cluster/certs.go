@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/raftmail/raftmail/internal/wallclock"
 	"github.com/raftmail/raftmail/storage"
 )
 
@@ -262,7 +263,7 @@ func (n *Node) certStep(registered *bool) time.Duration {
 		*registered = true
 	}
 	at := renewAt(leaf, n.cfg.CertLifetime)
-	if wait := time.Until(at); wait > 0 {
+	if wait := wallclock.Until(at); wait > 0 {
 		return min(wait, time.Hour)
 	}
 	if n.cfg.CAKeyKEK == nil {

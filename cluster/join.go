@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/raftmail/raftmail/internal/wallclock"
 	"github.com/raftmail/raftmail/storage"
 )
 
@@ -184,7 +185,7 @@ func (n *Node) admit(req *joinRequest) (*joinResponse, error) {
 	if tok.Revoked {
 		return nil, fmt.Errorf("join token %s was revoked: create a new one with `raftmail token create`", tok.ID)
 	}
-	if !tok.Expires.IsZero() && time.Now().After(tok.Expires) {
+	if !tok.Expires.IsZero() && wallclock.Now().After(tok.Expires) {
 		return nil, fmt.Errorf("join token %s expired at %s: create a new one with `raftmail token create`", tok.ID, tok.Expires.UTC().Format(time.RFC3339))
 	}
 	if tok.Uses() >= tok.Limit() {
@@ -311,7 +312,7 @@ func (n *Node) CreateToken(ctx context.Context, ttl time.Duration, uses int, des
 		return Token{}, storage.JoinToken{}, err
 	}
 	tok.Addrs = []string{n.cfg.ClusterAdvertise}
-	now := time.Now().UTC()
+	now := wallclock.Now().UTC()
 	jt := storage.JoinToken{ID: tok.ID, SecretHash: HashSecret(tok.Secret), Created: now, Description: description, MaxUses: max(uses, 1)}
 	if ttl > 0 {
 		jt.Expires = now.Add(ttl)

@@ -40,6 +40,8 @@ import (
 	"net"
 	"strings"
 	"time"
+
+	"github.com/raftmail/raftmail/internal/wallclock"
 )
 
 const (
@@ -84,7 +86,7 @@ func NewCA(clusterName string) (*CA, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cluster: new CA: %w", err)
 	}
-	now := time.Now()
+	now := wallclock.Now()
 	tmpl := &x509.Certificate{
 		SerialNumber: serial,
 		Subject: pkix.Name{
@@ -268,7 +270,7 @@ func (ca *CA) IssueNodeCertFor(lifetime time.Duration, nodeName string, pub cryp
 	if err != nil {
 		return nil, fmt.Errorf("cluster: issue node certificate: %w", err)
 	}
-	now := time.Now()
+	now := wallclock.Now()
 	notAfter := now.Add(lifetime)
 	if notAfter.After(ca.Cert.NotAfter) {
 		notAfter = ca.Cert.NotAfter
@@ -551,6 +553,7 @@ func verifyPeerChain(chain []*x509.Certificate, roots *x509.CertPool, usage x509
 		Roots:         roots,
 		Intermediates: inter,
 		KeyUsages:     []x509.ExtKeyUsage{usage},
+		CurrentTime:   wallclock.Now(),
 	})
 	if err != nil {
 		return fmt.Errorf("cluster: peer certificate %q not signed by the cluster CA: %w", NodeNameFromCert(chain[0]), err)

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/raftmail/raftmail/internal/wallclock"
 )
 
 // NodeStatus is one node's view of itself, as `raftmail status` shows it.
@@ -122,7 +124,7 @@ func (n *Node) QuickStatus() NodeStatus {
 		GossipAddr:  n.cfg.GossipAdvertise,
 		Meta:        n.cfg.Meta,
 		Reachable:   true,
-		Time:        time.Now().UTC(),
+		Time:        wallclock.Now().UTC(),
 	}
 	st.Role = n.raft.State().String()
 	_, leaderID := n.raft.LeaderWithID()

@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"time"
+
+	"github.com/raftmail/raftmail/internal/wallclock"
 )
 
 // CommandType names what a [Command] does. Numbers are never reused: a
@@ -104,7 +106,7 @@ const commandHeaderLen = 1 + 1 + 16 + 8
 // NewCommand returns a command of type t with a random ID, the current time
 // and payload encoded as JSON (nil payload: empty).
 func NewCommand(t CommandType, payload any) (Command, error) {
-	c := Command{Type: t, Time: time.Now().UTC()}
+	c := Command{Type: t, Time: wallclock.Now().UTC()}
 	if _, err := rand.Read(c.ID[:]); err != nil {
 		return Command{}, fmt.Errorf("storage: command id: %w", err)
 	}

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/raftmail/raftmail/internal/wallclock"
 	"github.com/raftmail/raftmail/storage"
 )
 
@@ -107,7 +108,7 @@ func (c *Config) setDefaults() {
 		c.MaxKeys = 65536
 	}
 	if c.Now == nil {
-		c.Now = time.Now
+		c.Now = wallclock.Now
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/raftmail/raftmail/internal/wallclock"
 	"github.com/raftmail/raftmail/protocol/accept"
 	"github.com/raftmail/raftmail/protocol/mailauth"
 	"github.com/raftmail/raftmail/storage"
@@ -188,7 +189,7 @@ func (cfg *Config) setDefaults() {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.Now == nil {
-		cfg.Now = time.Now
+		cfg.Now = wallclock.Now
 	}
 }
 
