@@ -743,7 +743,7 @@ func runScenario(ctx context.Context, l Launcher, sc Scenario, opts RunOptions) 
 	tc := opts.Traffic
 	tc.Nodes, tc.Accounts, tc.Seed = nodes, accounts, opts.Seed
 	if outside != nil && tc.OutsideShare == 0 {
-		tc.OutsideShare = 0.1
+		tc.OutsideShare = 0.15
 	}
 	traffic, err := StartTraffic(ctx, tc, rec)
 	if err != nil {
