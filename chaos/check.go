@@ -41,8 +41,8 @@ type CheckResult struct {
 // What each invariant means, precisely:
 //
 //   - no-lost-ack: every send answered OK (and every APPEND answered OK) is, on every reachable node, in
-//     some mailbox of its recipient (or in the outbound queue for a remote
-//     recipient), unless an OK or unknown EXPUNGE or MOVE could explain its
+//     some mailbox of its recipient (or, when no sink ran, in the outbound
+//     queue for a remote recipient), unless an OK or unknown EXPUNGE or MOVE could explain its
 //     absence (the UIDs it operated on were seen naming that message, or
 //     it was moved to a mailbox from which something it could be was later
 //     expunged or moved). The canary, if answered OK, is checked too.
@@ -73,13 +73,15 @@ type CheckResult struct {
 //     a fault takes mail within 3 s from any moment of the fault, every
 //     node within 5 s from any moment before the first fault and after a
 //     heal (by default).
+//   - outbound-delivered (only when a sink ran, History.Outbound): see
+//     checkOutbound. no-lost-ack then leaves remote sends to it.
 //   - convergence: every node reachable and read back without error, with
 //     the same applied index and state hash, no missing blobs, a voter,
 //     gossip "alive"; at most one leader per term in the samples; a
 //     canary answered OK within CanaryDeadline of the last heal.
 func Check(h History) []CheckResult {
 	ix := newIndex(h)
-	return []CheckResult{
+	rs := []CheckResult{
 		checkNoLostAck(h, ix),
 		checkNoPhantom(h, ix),
 		checkNoDuplicates(h, ix),
@@ -87,6 +89,10 @@ func Check(h History) []CheckResult {
 		checkConvergence(h, ix),
 		checkLiveness(h),
 	}
+	if h.Outbound != nil {
+		rs = append(rs, checkOutbound(h))
+	}
+	return rs
 }
 
 // collector gathers one invariant's violations.
@@ -419,6 +425,8 @@ func checkNoLostAck(h History, ix *index) CheckResult {
 		for i, n := range ix.reachable {
 			var ok bool
 			switch {
+			case op.Remote && h.Outbound != nil:
+				ok = true // left the queue for the sink: outbound-delivered judges it
 			case op.Remote:
 				ok = held[i].queue[op.ChaosID]
 			case rcpt == "":
@@ -554,6 +562,9 @@ func checkNoPhantom(h History, ix *index) CheckResult {
 			return
 		}
 		sends := ix.sends[m.ChaosID]
+		if m.ChaosID == "" && len(m.DSNFor) > 0 {
+			return // a bounce: outbound-delivered judges it
+		}
 		if m.ChaosID == "" {
 			note(key{"no-id", m.BodyHash, acct}, func() string {
 				return fmt.Sprintf("%s: a message without X-Chaos-Id (body hash %s)", where(), short(m.BodyHash))
@@ -1055,9 +1066,11 @@ type Summary struct {
 	// was answered OK; -1 otherwise.
 	ConvergeMillis int64 `json:"converge_ms"`
 	// Latency of OK sends, start to end, nearest rank; 0 if none.
-	P50Millis float64       `json:"p50_ms"`
-	P99Millis float64       `json:"p99_ms"`
-	Results   []CheckResult `json:"results"`
+	P50Millis float64 `json:"p50_ms"`
+	P99Millis float64 `json:"p99_ms"`
+	// Outbound: remote mail through the sink; nil without one.
+	Outbound *OutboundFigures `json:"outbound,omitempty"`
+	Results  []CheckResult    `json:"results"`
 }
 
 // Summarize computes a scenario's figures from its history and the
@@ -1123,6 +1136,7 @@ func Summarize(h History, results []CheckResult) Summary {
 	slices.Sort(lat)
 	s.P50Millis = percentile(lat, 50)
 	s.P99Millis = percentile(lat, 99)
+	s.Outbound = outboundFigures(h)
 	return s
 }
 
@@ -1139,9 +1153,9 @@ func percentile(sorted []float64, p float64) float64 {
 
 // Line is the scenario on one line, for logs and summary.txt:
 //
-//	PASS kill-leader-in-data seed=1 sends=812 ok=790 4xx=20 5xx=0 unknown=2 during-fault=0.82 failover=740ms converge=1.2s p50=12ms p99=180ms
+//	PASS kill-leader-in-data seed=1 sends=812 ok=790 4xx=20 5xx=0 unknown=2 during-fault=0.82 failover=740ms converge=1.2s p50=12ms p99=180ms outbound=40 delivered=34 dup=1 bounced=4 queued=0
 //
-// A failing scenario ends with failed= and the failed invariants.
+// The outbound figures (OutboundFigures) appear when a sink ran. A failing scenario ends with failed= and the failed invariants.
 func (s Summary) Line() string {
 	var b strings.Builder
 	verdict := "PASS"
@@ -1160,6 +1174,9 @@ func (s Summary) Line() string {
 		b.WriteString(" p50=n/a p99=n/a")
 	} else {
 		fmt.Fprintf(&b, " p50=%s p99=%s", fmtLatency(s.P50Millis), fmtLatency(s.P99Millis))
+	}
+	if s.Outbound != nil {
+		b.WriteString(" " + s.Outbound.String())
 	}
 	var failed []string
 	for _, r := range s.Results {

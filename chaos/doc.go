@@ -21,4 +21,13 @@
 //	traffic.go   SMTP senders, liveness probes and IMAP sessions that record every operation
 //	pop3.go      the POP3 client: UIDL, RETR, DELE+QUIT recorded as reads and expunges
 //	scenario.go  warm-up, fault, heal, read-back, check
+//	sink.go      the outside world of outbound mail: a DNS server and an SMTP sink MX that records what it takes
+//	outbound.go  the wait for the outbound queue to drain, and the outbound-delivered invariant
+//
+// Outbound delivery is at-least-once: the sink may take a message more
+// than once (a node that delivered it died or lost its quorum before
+// committing the result, and another delivered it again once the lease
+// expired). outbound-delivered counts those copies and fails only a loss,
+// a phantom, a changed body, a bounce that reached the sink or brought no
+// DSN, or an entry still queued once the cluster is healthy.
 package chaos

@@ -55,6 +55,7 @@ type Op struct {
 	Rcpt     string `json:"rcpt,omitempty"`      // recipient account (after alias resolution)
 	Remote   bool   `json:"remote,omitempty"`    // recipient outside the cluster: lands in the outbound queue
 	Via      string `json:"via,omitempty"`       // "mx" or "submission"
+	From     string `json:"from,omitempty"`      // MAIL FROM of a submission send: the account a bounce goes to
 	Probe    bool   `json:"probe,omitempty"`     // a liveness probe (see TrafficConfig.Probe)
 
 	// IMAP operations.
@@ -76,6 +77,10 @@ type Msg struct {
 	// node keeps for ENVELOPE and HEADER) is not the header of its
 	// BODY[], byte for byte.
 	HeaderMismatch bool `json:"header_mismatch,omitempty"`
+	// DSNFor: the message is a delivery status notification (a bounce)
+	// naming these chaos IDs as failed recipients; it has no chaos ID of
+	// its own, and the outbound invariant judges it.
+	DSNFor []string `json:"dsn_for,omitempty"`
 }
 
 // Fault is one injected fault: when it started and when it was healed.
@@ -148,6 +153,11 @@ type History struct {
 	// Liveness holds the bounds the liveness invariant checks; zero
 	// fields are the defaults (DefaultLiveness).
 	Liveness LivenessBounds `json:"liveness,omitzero"`
+	// Outbound is what the sink took and the queue still held after the
+	// traffic (outbound.go); nil when no sink ran (the Docker backend, or
+	// a history from before the sink). It rides on the header line, so
+	// readers that do not know it skip it.
+	Outbound *OutboundRecord `json:"outbound,omitempty"`
 }
 
 // Recorder collects operations from concurrent clients. Safe for

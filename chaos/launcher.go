@@ -46,6 +46,19 @@ type LaunchOptions struct {
 	// and mail to a remote recipient stays deferred in the outbound
 	// queue, where the read-back finds it.
 	DNSResolver string
+	// Outside, if not nil, is the DNS server and SMTP sink the nodes
+	// deliver outbound mail to (sink.go): it overrides DNSResolver, sets
+	// the remote MX port, and shortens delivery's lease and retry delay
+	// (outsideLease, outsideRetry) so that retries and take-overs happen
+	// within a run. Only the process backend uses it; see OutsideReacher.
+	Outside *Outside
+}
+
+// OutsideReacher is a Launcher that can tell whether its nodes reach an
+// Outside: nil if they do, else an error wrapping ErrNotSupported. A
+// Launcher without the method gets no sink.
+type OutsideReacher interface {
+	ReachesOutside() error
 }
 
 // Cluster is a running cluster under test. Node names are those of

@@ -98,6 +98,13 @@ var _ Launcher = DockerLauncher{}
 //
 // The one-shot containers use the node's cluster address too, so the
 // serve container is created only after them.
+// ReachesOutside: not on this backend. The containers would reach a sink
+// on the host through their network's gateway, which the host's firewall
+// may drop; remote mail stays queued (DeadResolver) and is checked there.
+func (DockerLauncher) ReachesOutside() error {
+	return fmt.Errorf("an outbound sink is not run on the Docker backend: %w", ErrNotSupported)
+}
+
 func (l DockerLauncher) Launch(ctx context.Context, opts LaunchOptions) (Cluster, error) {
 	if opts.Nodes == 0 {
 		opts.Nodes = 3

@@ -235,14 +235,32 @@ func (c *procCluster) flags(n *procNode) []string {
 		"--pop3-addr", "off",
 		"--pop3s-addr", n.info.POP3S,
 	}
+	o := c.opts
+	if o.Outside != nil {
+		o.DNSResolver = o.Outside.Resolver(c.outsideIP(n))
+	}
+	f = append(f, outsideFlags(o)...)
 	if c.net != nil {
 		// Clients come from the host's end of the clients link, not
 		// from loopback: exempt it from the per-address caps the way
 		// loopback is on 127.0.0.1.
 		f = append(f, "--conn-limit-exempt", fmt.Sprintf("127.0.0.0/8,::1,10.214.%d.0/24", c.net.x))
 	}
-	return append(f, launchTimingFlags(c.opts)...)
+	return append(f, launchTimingFlags(o)...)
 }
+
+// outsideIP is where n reaches the Outside: the host's end of its clients
+// link in a namespace, else 127.0.0.1.
+func (c *procCluster) outsideIP(n *procNode) string {
+	if c.net != nil {
+		return c.net.nodes[n.idx].hostIP
+	}
+	return "127.0.0.1"
+}
+
+// ReachesOutside: the nodes reach a sink on 127.0.0.1, or on the host's
+// end of their clients links in namespaces.
+func (ProcessLauncher) ReachesOutside() error { return nil }
 
 // launchTimingFlags are the Raft, gossip and DNS settings LaunchOptions
 // asks for. A RaftTimeout also shortens the gossip interval to 100ms, and a
@@ -290,6 +308,11 @@ func (c *procCluster) launch(ctx context.Context) error {
 				POP3S:          on(nd.clientIP, netnsPortPOP3S),
 			}
 			n.gossip = on(nd.clusterIP, netnsPortGossip)
+			if c.opts.Outside != nil {
+				if err := c.opts.Outside.Listen(nd.hostIP, name); err != nil {
+					return err
+				}
+			}
 		} else {
 			ports, err := launchFreePorts(7)
 			if err != nil {

@@ -356,7 +356,7 @@ func readNode(ctx context.Context, n NodeInfo, sts []cluster.NodeStatus, err err
 func queueChaosID(e storage.QueueEntry, byQueueID map[string]string) string {
 	for _, r := range e.Recipients {
 		local, domain, ok := strings.Cut(r.Address, "@")
-		if ok && strings.EqualFold(domain, RemoteDomain) && strings.HasPrefix(local, "chaos-") {
+		if ok && isOutside(domain) && strings.HasPrefix(local, "chaos-") {
 			return strings.TrimPrefix(local, "chaos-")
 		}
 	}

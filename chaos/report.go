@@ -215,6 +215,14 @@ func scenarioOf(i int, r Run, file string) scenarioView {
 		},
 		Results: results,
 	}
+	if o := s.Outbound; o != nil {
+		sv.Counts = append(sv.Counts,
+			kv{"outbound sent (250)", strconv.Itoa(o.Sent)},
+			kv{"outbound delivered to the sink", strconv.Itoa(o.Delivered)},
+			kv{"outbound duplicates (at-least-once)", strconv.Itoa(o.Duplicates)},
+			kv{"outbound bounced (DSN to the sender)", strconv.Itoa(o.Bounced)},
+			kv{"outbound still queued", strconv.Itoa(o.Queued)})
+	}
 	base := historyBase(h)
 	for _, f := range h.Faults {
 		fv := faultView{Name: f.Name, Target: f.Target, Start: relSec(base, f.Start), Heal: "never", Length: "-"}

@@ -581,6 +581,11 @@ type RunOptions struct {
 	// Liveness sets the bounds of the liveness invariant; zero fields are
 	// DefaultLiveness.
 	Liveness LivenessBounds
+	// NoSink runs no outbound sink: remote mail stays queued and is
+	// checked there (as on a backend that cannot reach one).
+	NoSink bool
+	// Sink configures the outbound sink (negative controls).
+	Sink OutsideOptions
 	// Logf receives progress lines; nil = none.
 	Logf func(format string, args ...any)
 }
@@ -683,6 +688,13 @@ func runScenario(ctx context.Context, l Launcher, sc Scenario, opts RunOptions) 
 	if sc.Launch != nil {
 		sc.Launch(&lo)
 	}
+	outside, why := startOutside(l, opts)
+	if outside != nil {
+		defer outside.Close()
+		lo.Outside = outside
+	} else {
+		logf("%s", why)
+	}
 	// A backend that knows already that it cannot inject the fault:
 	// skipped without a cluster.
 	if pre, ok := l.(interface{ Supports(Need) error }); ok && sc.Needs != 0 {
@@ -734,6 +746,9 @@ func runScenario(ctx context.Context, l Launcher, sc Scenario, opts RunOptions) 
 	sampler := StartSampler(ctx, nodes, 200*time.Millisecond)
 	tc := opts.Traffic
 	tc.Nodes, tc.Accounts, tc.Seed = nodes, accounts, opts.Seed
+	if outside != nil && tc.OutsideShare == 0 {
+		tc.OutsideShare = 0.15
+	}
 	traffic, err := StartTraffic(ctx, tc, rec)
 	if err != nil {
 		sampler.Stop()
@@ -794,6 +809,10 @@ func runScenario(ctx context.Context, l Launcher, sc Scenario, opts RunOptions) 
 	h.Canary = canary
 	h.End = time.Now()
 	logf("traffic stopped: %d operations", len(rec.Ops()))
+	var outRec *OutboundRecord
+	if outside != nil {
+		outRec = waitOutboundLogged(ctx, nodes, logf)
+	}
 
 	cctx, ccancel := context.WithTimeout(ctx, 60*time.Second)
 	took, err := WaitConverged(cctx, nodes)
@@ -805,6 +824,11 @@ func runScenario(ctx context.Context, l Launcher, sc Scenario, opts RunOptions) 
 	}
 	h.Ops = rec.Ops()
 	h.Final = ReadBack(ctx, nodes, accounts, h.Ops, 15*time.Second)
+	if outRec != nil {
+		outRec.Healthy = err == nil
+		outRec.Received, outRec.Refused, outRec.Dropped = outside.Received()
+		h.Outbound = outRec
+	}
 	h.Samples = sampler.Stop()
 
 	if runErr != nil {

@@ -85,7 +85,7 @@ func ChaosIDOf(raw []byte) string {
 // readMsg is what a read of one stored message yields: raw is its
 // BODY[], header its BODY[HEADER] (nil if not read).
 func readMsg(uid uint32, raw, header []byte) Msg {
-	m := Msg{UID: uid, ChaosID: ChaosIDOf(raw), BodyHash: BodyHash(raw)}
+	m := Msg{UID: uid, ChaosID: ChaosIDOf(raw), BodyHash: BodyHash(raw), DSNFor: dsnChaosIDs(raw)}
 	if header != nil && !headerMatches(raw, header) {
 		m.HeaderMismatch = true
 	}
@@ -208,6 +208,10 @@ type TrafficConfig struct {
 	// RemoteShare is the share of submission sends to a remote address
 	// (they land in the outbound queue); 0 = 0.1, <0 = none.
 	RemoteShare float64
+	// OutsideShare is the share of remote sends that go to BounceDomain
+	// and to DeferDomain each, rather than RemoteDomain; 0 = none (only
+	// with a sink that serves them: see RunOptions.Outbound).
+	OutsideShare float64
 	// BodyBytes is the approximate body size; 0 = 1024.
 	BodyBytes int
 	// Timeout bounds every network step (connect, each command, the
@@ -502,8 +506,9 @@ func (t *Traffic) transactOp(ctx context.Context, op Op, fallback bool, node Nod
 		addr = node.Submission
 		sender := t.cfg.Accounts[rng.IntN(len(t.cfg.Accounts))]
 		from = sender.Address
+		op.From = from
 		if t.cfg.RemoteShare > 0 && rng.Float64() < t.cfg.RemoteShare {
-			op.Rcpt, op.Remote = "chaos-"+op.ChaosID+"@"+RemoteDomain, true
+			op.Rcpt, op.Remote = "chaos-"+op.ChaosID+"@"+t.remoteDomain(rng), true
 		}
 	}
 	raw, hash := buildMessage(rng, op.ChaosID, from, op.Rcpt, t.cfg.BodyBytes)

@@ -111,6 +111,12 @@ type nodeConfig struct {
 	GossipInterval    duration `toml:"gossip_interval,omitempty"`
 	DeadServerGrace   duration `toml:"dead_server_grace,omitempty"`
 	CertLifetime      duration `toml:"cert_lifetime,omitempty"`
+	// Outbound delivery: how long a node holds a queue entry for one
+	// attempt, and the delay before a deferred entry is tried again (the
+	// same after every attempt); 0 = the package defaults (5m, and 5m
+	// doubling to hourly).
+	DeliveryLease duration `toml:"delivery_lease,omitempty"`
+	DeliveryRetry duration `toml:"delivery_retry,omitempty"`
 
 	dataDir string
 }
@@ -282,6 +288,8 @@ func addNodeFlags(fs *pflag.FlagSet) {
 	fs.Uint64("trailing-logs", 0, "log entries kept after a snapshot (default 20480)")
 	fs.Duration("gossip-interval", 0, "gossip interval; lower for tests (default memberlist's LAN setting)")
 	fs.Duration("dead-server-grace", 0, "how long a voter must be dead before the leader removes it (default 5m)")
+	fs.Duration("delivery-lease", 0, "how long a node may hold an outbound queue entry for one delivery attempt before another node may take it over; for tests (default 5m)")
+	fs.Duration("delivery-retry", 0, "delay before a deferred outbound message is tried again, the same after every attempt; for tests (default 5m, doubling to hourly)")
 	fs.Duration("cert-lifetime", 0, "validity of the node certificates this node signs (at a join, and its own renewals, made at two thirds of it); at least 1m (default 720h)")
 }
 
@@ -411,6 +419,8 @@ func loadNodeConfig(fs *pflag.FlagSet) (*nodeConfig, error) {
 	set("gossip-interval", dur(&cfg.GossipInterval))
 	set("dead-server-grace", dur(&cfg.DeadServerGrace))
 	set("cert-lifetime", dur(&cfg.CertLifetime))
+	set("delivery-lease", dur(&cfg.DeliveryLease))
+	set("delivery-retry", dur(&cfg.DeliveryRetry))
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
@@ -419,6 +429,9 @@ func loadNodeConfig(fs *pflag.FlagSet) (*nodeConfig, error) {
 	}
 	if cfg.ShutdownTimeout.Duration < 0 {
 		return nil, errors.New("--shutdown-timeout: want a positive duration, or 0 for the default")
+	}
+	if cfg.DeliveryLease.Duration < 0 || cfg.DeliveryRetry.Duration < 0 {
+		return nil, errors.New("--delivery-lease, --delivery-retry: want a positive duration, or 0 for the default")
 	}
 	if d := cfg.CertLifetime.Duration; d != 0 && d < time.Minute {
 		return nil, fmt.Errorf("--cert-lifetime %s: want at least 1m, or 0 for the default (720h)", d)

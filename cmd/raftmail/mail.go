@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/raftmail/raftmail/cluster"
 	"github.com/raftmail/raftmail/protocol/accept"
@@ -178,11 +179,16 @@ func startMail(cfg *nodeConfig, rt *runtime, log *slog.Logger) (*mailServers, er
 	}
 	// Outbound delivery runs on every node: it delivers what the leader's
 	// scheduler leases to this node.
-	out, err := delivery.New(delivery.Config{
+	dc := delivery.Config{
 		Hostname: cfg.Hostname, Cluster: rt.node, Accept: pipeline, Store: rt.store,
 		Resolver: resolver, Port: cfg.SMTPOutPort,
-		Logger: log.With("component", "delivery"),
-	})
+		LeaseDuration: cfg.DeliveryLease.Duration,
+		Logger:        log.With("component", "delivery"),
+	}
+	if d := cfg.DeliveryRetry.Duration; d > 0 {
+		dc.RetrySchedule = []time.Duration{d}
+	}
+	out, err := delivery.New(dc)
 	if err != nil {
 		ms.shutdown(context.Background())
 		return nil, err
