@@ -56,6 +56,10 @@ type Op struct {
 	Remote   bool   `json:"remote,omitempty"`    // recipient outside the cluster: lands in the outbound queue
 	Via      string `json:"via,omitempty"`       // "mx" or "submission"
 	Probe    bool   `json:"probe,omitempty"`     // a liveness probe (see TrafficConfig.Probe)
+	// Blob is the hex SHA-256 of the whole message as the client sent it
+	// (APPEND: the node stores exactly that); "" for SMTP, whose node
+	// adds trace fields (see BlobCheck.Blob).
+	Blob string `json:"blob,omitempty"`
 
 	// IMAP operations.
 	Account     string   `json:"account,omitempty"`
@@ -148,6 +152,9 @@ type History struct {
 	// Liveness holds the bounds the liveness invariant checks; zero
 	// fields are the defaults (DefaultLiveness).
 	Liveness LivenessBounds `json:"liveness,omitzero"`
+	// Blobs: every node asked for the blob of each acknowledged message,
+	// right after the acknowledgement and after the heal (durability.go).
+	Blobs []BlobCheck `json:"blobs,omitempty"`
 }
 
 // Recorder collects operations from concurrent clients. Safe for
@@ -197,7 +204,7 @@ func WriteJSONL(w io.Writer, h History) error {
 		}{typ, v})
 	}
 	head := h
-	head.Ops, head.Faults, head.Samples, head.Final, head.Canary = nil, nil, nil, nil, nil
+	head.Ops, head.Faults, head.Samples, head.Final, head.Canary, head.Blobs = nil, nil, nil, nil, nil, nil
 	if err := write("history", head); err != nil {
 		return err
 	}
@@ -223,6 +230,11 @@ func WriteJSONL(w io.Writer, h History) error {
 	}
 	if h.Canary != nil {
 		if err := write("canary", h.Canary); err != nil {
+			return err
+		}
+	}
+	for _, b := range h.Blobs {
+		if err := write("blob", b); err != nil {
 			return err
 		}
 	}
@@ -268,6 +280,10 @@ func ReadJSONL(r io.Reader) (History, error) {
 			var op Op
 			err = json.Unmarshal(rec.V, &op)
 			h.Canary = &op
+		case "blob":
+			var b BlobCheck
+			err = json.Unmarshal(rec.V, &b)
+			h.Blobs = append(h.Blobs, b)
 		default:
 			err = fmt.Errorf("unknown record type %q", rec.Type)
 		}

@@ -730,9 +730,12 @@ func runScenario(ctx context.Context, l Launcher, sc Scenario, opts RunOptions) 
 	sampler := StartSampler(ctx, nodes, 200*time.Millisecond)
 	tc := opts.Traffic
 	tc.Nodes, tc.Accounts, tc.Seed = nodes, accounts, opts.Seed
+	durability := StartDurability(ctx, nodes)
+	tc.OnAck = durability.Observe
 	traffic, err := StartTraffic(ctx, tc, rec)
 	if err != nil {
 		sampler.Stop()
+		durability.Stop()
 		return scenarioError(h, err)
 	}
 	h.Start = time.Now()
@@ -761,6 +764,7 @@ func runScenario(ctx context.Context, l Launcher, sc Scenario, opts RunOptions) 
 	case errors.Is(err, ErrNotSupported):
 		traffic.Stop()
 		sampler.Stop()
+		durability.Stop()
 		logf("skipped: %v", err)
 		return skipped(sc.Name, opts.Seed, err)
 	case err != nil:
@@ -800,6 +804,8 @@ func runScenario(ctx context.Context, l Launcher, sc Scenario, opts RunOptions) 
 		logf("converged %s after the traffic stopped", took.Round(time.Millisecond))
 	}
 	h.Ops = rec.Ops()
+	h.Blobs = durability.Stop()
+	h.Blobs = append(h.Blobs, FinalBlobChecks(ctx, nodes, h.Blobs)...)
 	h.Final = ReadBack(ctx, nodes, accounts, h.Ops, 15*time.Second)
 	h.Samples = sampler.Stop()
 
