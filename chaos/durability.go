@@ -115,6 +115,9 @@ func (d *Durability) Observe(op Op) {
 	if op.Outcome != OK || (op.Kind != OpSend && op.Kind != OpAppend) {
 		return
 	}
+	if op.End.IsZero() {
+		op.End = time.Now() // Recorder.Finish stamped its own copy
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.mu.closed {
