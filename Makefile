@@ -31,14 +31,15 @@ test:
 # The chaos smoke test, also run by `make test` (go test ./chaos/): every
 # scenario the process backend supports, with a short stretch of traffic
 # each, must pass every invariant (liveness is reported, not held); and the
-# three negative controls (a build that answers 250 before the commit, one
+# four negative controls (a build that answers 250 before the commit, one
 # that reuses expunged UIDs, one that acknowledges a body stored on one
-# node only) must make their invariant fail, so the checker is proven able
+# node only, a sink that forgets a message it took) must make their
+# invariant fail, so the checker is proven able
 # to fail. About four minutes on two cores (make test runs it beside the
 # other packages' tests); one more as root, where the partition and link
 # scenarios run in network namespaces.
 chaos-smoke:
-	$(GO) test -count=1 -v -run '^(TestScenarioSmoke|TestNegativeControlAckEarly|TestNegativeControlReuseUID|TestNegativeControlBlobOne)$$' ./chaos/
+	$(GO) test -count=1 -v -run '^(TestScenarioSmoke|TestNegativeControlAckEarly|TestNegativeControlReuseUID|TestNegativeControlBlobOne|TestNegativeControlSinkDrops)$$' ./chaos/
 
 # The Docker backend: three containers on two networks, the leader
 # partitioned into a minority. .ci/run runs it when `docker info` answers.

@@ -45,7 +45,9 @@ type CheckResult struct {
 //     queue for a remote recipient), unless an OK or unknown EXPUNGE or MOVE could explain its
 //     absence (the UIDs it operated on were seen naming that message, or
 //     it was moved to a mailbox from which something it could be was later
-//     expunged or moved). The canary, if answered OK, is checked too.
+//     expunged or moved; or it was moved or copied into a mailbox that an
+//     OK or unknown DELETE removed, or RENAMEd to one that could lose it).
+//     The canary, if answered OK, is checked too.
 //   - no-phantom: every message stored on any node, seen by any read, or
 //     queued has a chaos ID that a send addressed to that account carried,
 //     with the same body hash (the exact bytes after the header block); a
@@ -54,11 +56,15 @@ type CheckResult struct {
 //     byte.
 //   - no-duplicates: a message appears in one account of one node (all its
 //     mailboxes together) and in one node's queue at most as many times as
-//     it was sent with an OK or unknown outcome. Extra copies that retries
+//     it was sent with an OK or unknown outcome, plus one per UID an OK or
+//     unknown COPY copied that was seen naming it (or never seen). Extra copies that retries
 //     explain are counted in an example line, not as violations.
 //   - uid-stability: a (account, mailbox, UIDVALIDITY, UID) names one
-//     message in every read and every final state; a mailbox keeps its
-//     UIDVALIDITY; UIDs strictly ascend within one read; UIDNEXT never goes
+//     message in every read and every final state, a mailbox renamed by an
+//     OK or unknown RENAME being the same mailbox under its new name (it
+//     keeps its UIDVALIDITY); a mailbox name keeps its UIDVALIDITY unless
+//     an OK or unknown DELETE or RENAME took the mailbox away (one created
+//     again under that name has a new one); UIDs strictly ascend within one read; UIDNEXT never goes
 //     down for one client on one node, and no node ends below a UIDNEXT a
 //     client saw; a UID removed by an OK EXPUNGE or MOVE is not seen again
 //     by a later read on the node that removed it, nor in any final state.
@@ -79,6 +85,7 @@ type CheckResult struct {
 //     the same applied index and state hash, no missing blobs, a voter,
 //     gossip "alive"; at most one leader per term in the samples; a
 //     canary answered OK within CanaryDeadline of the last heal.
+//   - durable-at-ack, blobs-on-every-node: see durability.go.
 func Check(h History) []CheckResult {
 	ix := newIndex(h)
 	rs := []CheckResult{
@@ -88,6 +95,8 @@ func Check(h History) []CheckResult {
 		checkUIDStability(h, ix),
 		checkConvergence(h, ix),
 		checkLiveness(h),
+		checkDurableAtAck(h, ix),
+		checkBlobsEveryNode(h, ix),
 	}
 	if h.Outbound != nil {
 		rs = append(rs, checkOutbound(h))
@@ -169,6 +178,7 @@ type index struct {
 	reachable []*NodeState
 	faults    []Fault
 	spans     map[string][]span // by node, merged fault windows that hit it
+	mboxes    mboxIndex         // renames, deletes and copies (mboxops.go)
 }
 
 type span struct{ start, end time.Time } // end zero: never healed
@@ -182,6 +192,7 @@ func newIndex(h History) *index {
 		stores:   make(map[mbKey][]*Op),
 		faults:   h.Faults,
 		spans:    make(map[string][]span),
+		mboxes:   newMboxIndex(h),
 	}
 	observe := func(k mbKey, uv uint32, m Msg) {
 		byUID := ix.uids[k]
@@ -204,10 +215,10 @@ func newIndex(h History) *index {
 			continue
 		case OpStore:
 			if op.Outcome != Fail {
-				k := mbKey{acctKey(op.Account), mboxKey(op.Mailbox)}
+				k := ix.canon(mbKey{acctKey(op.Account), mboxKey(op.Mailbox)}, op.UIDValidity)
 				ix.stores[k] = append(ix.stores[k], op)
 			}
-		case OpExpunge, OpMove:
+		case OpExpunge, OpMove, OpDelete, OpRename:
 			if op.Outcome != Fail && !(op.Kind == OpMove && mboxKey(op.Target) == mboxKey(op.Mailbox)) {
 				a := acctKey(op.Account)
 				ix.removals[a] = append(ix.removals[a], op)
@@ -223,7 +234,7 @@ func newIndex(h History) *index {
 			opID:    op.ID,
 			start:   op.Start,
 			end:     op.End,
-			k:       mbKey{acctKey(op.Account), mboxKey(op.Mailbox)},
+			k:       ix.canon(mbKey{acctKey(op.Account), mboxKey(op.Mailbox)}, op.UIDValidity),
 			uv:      op.UIDValidity,
 			uidnext: op.UIDNext,
 		}
@@ -247,7 +258,7 @@ func newIndex(h History) *index {
 				node:    n.Node,
 				client:  -1,
 				final:   true,
-				k:       mbKey{acctKey(mb.Account), mboxKey(mb.Name)},
+				k:       ix.canon(mbKey{acctKey(mb.Account), mboxKey(mb.Name)}, mb.UIDValidity),
 				uv:      mb.UIDValidity,
 				uidnext: mb.UIDNext,
 				msgs:    mb.Messages,
@@ -341,6 +352,7 @@ func (ix *index) rel(t time.Time) string {
 // lookup returns the chaos IDs seen under a UID, UIDVALIDITY 0 matching
 // any.
 func (ix *index) lookup(k mbKey, uv, uid uint32) []string {
+	k = ix.canon(k, uv)
 	var ids []string
 	for _, o := range ix.uids[k][uid] {
 		if uv == 0 || o.uv == 0 || o.uv == uv {
@@ -494,7 +506,8 @@ func (ix *index) explained(cid, acct string) bool {
 // couldLeave reports whether message cid, moved into mbox under a UID
 // nobody may have read, could have been expunged or moved on from there:
 // some removal in mbox touched a UID that was never seen naming anything,
-// or was seen naming cid.
+// or was seen naming cid; or mbox was deleted (an OK or unknown DELETE),
+// or renamed to a mailbox it could leave.
 func (ix *index) couldLeave(cid, acct, mbox string, memo, path map[string]bool) bool {
 	if v, ok := memo[mbox]; ok {
 		return v
@@ -509,6 +522,17 @@ func (ix *index) couldLeave(cid, acct, mbox string, memo, path map[string]bool) 
 search:
 	for _, op := range ix.removals[acct] {
 		if mboxKey(op.Mailbox) != mbox {
+			continue
+		}
+		switch op.Kind {
+		case OpDelete:
+			res = true // everything in it left the account
+			break search
+		case OpRename:
+			if ix.couldLeave(cid, acct, mboxKey(op.Target), memo, path) {
+				res = true
+				break search
+			}
 			continue
 		}
 		for _, uid := range op.UIDs {
@@ -676,7 +700,7 @@ func checkNoDuplicates(h History, ix *index) CheckResult {
 		}
 		return ok, unknown, ops
 	}
-	judge := func(cid, where string, places []string, pred func(*Op) bool) {
+	judge := func(cid, where string, places []string, pred func(*Op) bool, copies int) {
 		if len(places) < 2 {
 			return
 		}
@@ -684,9 +708,9 @@ func checkNoDuplicates(h History, ix *index) CheckResult {
 		if ok+unknown == 0 {
 			return // no-phantom reports it
 		}
-		if len(places) > ok+unknown {
-			c.add("message %s answered OK %d time(s), unknown %d time(s) (ops %s) appears %d times in %s: %s",
-				cid, ok, unknown, opIDs(ops), len(places), where, strings.Join(places, ", "))
+		if len(places) > ok+unknown+copies {
+			c.add("message %s answered OK %d time(s), unknown %d time(s) (ops %s), copied up to %d time(s), appears %d times in %s: %s",
+				cid, ok, unknown, opIDs(ops), copies, len(places), where, strings.Join(places, ", "))
 			return
 		}
 		extraCopies += len(places) - 1
@@ -710,7 +734,7 @@ func checkNoDuplicates(h History, ix *index) CheckResult {
 			}
 		}
 		for _, k := range order {
-			judge(k.chaos, fmt.Sprintf("%s on %s", k.acct, n.Node), places[k], func(op *Op) bool { return !op.Remote && addressedTo(op, k.acct) })
+			judge(k.chaos, fmt.Sprintf("%s on %s", k.acct, n.Node), places[k], func(op *Op) bool { return !op.Remote && addressedTo(op, k.acct) }, ix.copies(k.chaos, k.acct))
 		}
 		var qorder []string
 		qcount := make(map[string]int)
@@ -728,7 +752,7 @@ func checkNoDuplicates(h History, ix *index) CheckResult {
 			for i := range places {
 				places[i] = "entry " + strconv.Itoa(i+1)
 			}
-			judge(q, n.Node+" outbound queue", places, func(*Op) bool { return true })
+			judge(q, n.Node+" outbound queue", places, func(*Op) bool { return true }, 0)
 		}
 	}
 	if extraCopies > 0 {
@@ -766,7 +790,7 @@ func checkUIDStability(h History, ix *index) CheckResult {
 		if r.uv != 0 {
 			if first, ok := validity[r.k]; !ok {
 				validity[r.k] = uvSeen{r.uv, r.label}
-			} else if first.uv != r.uv {
+			} else if first.uv != r.uv && !ix.mboxes.replaced[r.k] {
 				if uvReported[r.k] == nil {
 					uvReported[r.k] = make(map[uint32]bool)
 				}
@@ -885,7 +909,7 @@ func checkUIDStability(h History, ix *index) CheckResult {
 		if op.Kind == OpMove && mboxKey(op.Target) == mboxKey(op.Mailbox) {
 			continue
 		}
-		k := mbKey{acctKey(op.Account), mboxKey(op.Mailbox)}
+		k := ix.canon(mbKey{acctKey(op.Account), mboxKey(op.Mailbox)}, op.UIDValidity)
 		for _, uid := range op.UIDs {
 			if op.Kind == OpExpunge && ix.racedStore(op, k, uid) {
 				continue
@@ -1070,7 +1094,12 @@ type Summary struct {
 	P99Millis float64 `json:"p99_ms"`
 	// Outbound: remote mail through the sink; nil without one.
 	Outbound *OutboundFigures `json:"outbound,omitempty"`
-	Results  []CheckResult    `json:"results"`
+	// MailboxOps: COPY, CREATE, RENAME and DELETE attempts.
+	MailboxOps int `json:"mailbox_ops,omitempty"`
+	// BlobChecks: acknowledgements whose blob every node was asked for
+	// right after (durable-at-ack).
+	BlobChecks int           `json:"blob_checks,omitempty"`
+	Results    []CheckResult `json:"results"`
 }
 
 // Summarize computes a scenario's figures from its history and the
@@ -1100,7 +1129,15 @@ func Summarize(h History, results []CheckResult) Summary {
 	}
 	var lat []float64
 	var faultSends, faultOK int
+	for _, bc := range h.Blobs {
+		if !bc.Final && bc.Blob != "" {
+			s.BlobChecks++
+		}
+	}
 	for _, op := range h.Ops {
+		if isMailboxOp(op.Kind) {
+			s.MailboxOps++
+		}
 		if op.Kind != OpSend {
 			continue
 		}
@@ -1177,6 +1214,12 @@ func (s Summary) Line() string {
 	}
 	if s.Outbound != nil {
 		b.WriteString(" " + s.Outbound.String())
+	}
+	if s.MailboxOps > 0 {
+		fmt.Fprintf(&b, " mboxops=%d", s.MailboxOps)
+	}
+	if s.BlobChecks > 0 {
+		fmt.Fprintf(&b, " blob-checks=%d", s.BlobChecks)
 	}
 	var failed []string
 	for _, r := range s.Results {

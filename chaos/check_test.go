@@ -119,7 +119,7 @@ func resultOf(rs []CheckResult, inv string) CheckResult {
 
 func TestCheckCleanRunPasses(t *testing.T) {
 	rs := Check(cleanHistory())
-	want := []string{InvNoLostAck, InvNoPhantom, InvNoDuplicates, InvUIDStability, InvConvergence, InvLiveness}
+	want := []string{InvNoLostAck, InvNoPhantom, InvNoDuplicates, InvUIDStability, InvConvergence, InvLiveness, InvDurableAtAck, InvBlobsEveryNode}
 	if len(rs) != len(want) {
 		t.Fatalf("got %d results, want %d", len(rs), len(want))
 	}

@@ -11,8 +11,10 @@
 //
 // The pieces:
 //
-//	history.go   what was recorded: operations, faults, samples, final state
+//	history.go   what was recorded: operations, faults, samples, final state, blob checks
 //	check.go     the invariants, pure functions of a History
+//	mboxops.go   COPY, MOVE, CREATE, RENAME, DELETE in the traffic, and what the checker knows of them
+//	durability.go every node asked for each acknowledged blob (admin API, local store only): durable-at-ack, blobs-on-every-node
 //	liveness.go  the liveness invariant: per node and phase, the longest wait for a 250
 //	report.go    JSON, one summary line per scenario, a self-contained HTML page
 //	launcher*.go starting, killing, pausing, partitioning nodes

@@ -57,6 +57,10 @@ type Op struct {
 	Via      string `json:"via,omitempty"`       // "mx" or "submission"
 	From     string `json:"from,omitempty"`      // MAIL FROM of a submission send: the account a bounce goes to
 	Probe    bool   `json:"probe,omitempty"`     // a liveness probe (see TrafficConfig.Probe)
+	// Blob is the hex SHA-256 of the whole message as the client sent it
+	// (APPEND: the node stores exactly that); "" for SMTP, whose node
+	// adds trace fields (see BlobCheck.Blob).
+	Blob string `json:"blob,omitempty"`
 
 	// IMAP operations.
 	Account     string   `json:"account,omitempty"`
@@ -158,6 +162,9 @@ type History struct {
 	// a history from before the sink). It rides on the header line, so
 	// readers that do not know it skip it.
 	Outbound *OutboundRecord `json:"outbound,omitempty"`
+	// Blobs: every node asked for the blob of each acknowledged message,
+	// right after the acknowledgement and after the heal (durability.go).
+	Blobs []BlobCheck `json:"blobs,omitempty"`
 }
 
 // Recorder collects operations from concurrent clients. Safe for
@@ -207,7 +214,7 @@ func WriteJSONL(w io.Writer, h History) error {
 		}{typ, v})
 	}
 	head := h
-	head.Ops, head.Faults, head.Samples, head.Final, head.Canary = nil, nil, nil, nil, nil
+	head.Ops, head.Faults, head.Samples, head.Final, head.Canary, head.Blobs = nil, nil, nil, nil, nil, nil
 	if err := write("history", head); err != nil {
 		return err
 	}
@@ -233,6 +240,11 @@ func WriteJSONL(w io.Writer, h History) error {
 	}
 	if h.Canary != nil {
 		if err := write("canary", h.Canary); err != nil {
+			return err
+		}
+	}
+	for _, b := range h.Blobs {
+		if err := write("blob", b); err != nil {
 			return err
 		}
 	}
@@ -278,6 +290,10 @@ func ReadJSONL(r io.Reader) (History, error) {
 			var op Op
 			err = json.Unmarshal(rec.V, &op)
 			h.Canary = &op
+		case "blob":
+			var b BlobCheck
+			err = json.Unmarshal(rec.V, &b)
+			h.Blobs = append(h.Blobs, b)
 		default:
 			err = fmt.Errorf("unknown record type %q", rec.Type)
 		}

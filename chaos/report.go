@@ -212,6 +212,8 @@ func scenarioOf(i int, r Run, file string) scenarioView {
 			{"convergence", fmtMillis(s.ConvergeMillis)},
 			{"latency p50", lat(s.P50Millis)},
 			{"latency p99", lat(s.P99Millis)},
+			{"mailbox operations", strconv.Itoa(s.MailboxOps)},
+			{"250/APPEND checked on every node", strconv.Itoa(s.BlobChecks)},
 		},
 		Results: results,
 	}

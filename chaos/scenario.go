@@ -749,9 +749,12 @@ func runScenario(ctx context.Context, l Launcher, sc Scenario, opts RunOptions) 
 	if outside != nil && tc.OutsideShare == 0 {
 		tc.OutsideShare = 0.15
 	}
+	durability := StartDurability(ctx, nodes)
+	tc.OnAck = durability.Observe
 	traffic, err := StartTraffic(ctx, tc, rec)
 	if err != nil {
 		sampler.Stop()
+		durability.Stop()
 		return scenarioError(h, err)
 	}
 	h.Start = time.Now()
@@ -780,6 +783,7 @@ func runScenario(ctx context.Context, l Launcher, sc Scenario, opts RunOptions) 
 	case errors.Is(err, ErrNotSupported):
 		traffic.Stop()
 		sampler.Stop()
+		durability.Stop()
 		logf("skipped: %v", err)
 		return skipped(sc.Name, opts.Seed, err)
 	case err != nil:
@@ -823,6 +827,8 @@ func runScenario(ctx context.Context, l Launcher, sc Scenario, opts RunOptions) 
 		logf("converged %s after the traffic stopped", took.Round(time.Millisecond))
 	}
 	h.Ops = rec.Ops()
+	h.Blobs = durability.Stop()
+	h.Blobs = append(h.Blobs, FinalBlobChecks(ctx, nodes, h.Blobs)...)
 	h.Final = ReadBack(ctx, nodes, accounts, h.Ops, 15*time.Second)
 	if outRec != nil {
 		outRec.Healthy = err == nil

@@ -228,6 +228,10 @@ type TrafficConfig struct {
 	// IDPrefix starts every chaos ID (lower-case letters, digits and
 	// '-'); "" = "c" and 6 hex digits derived from Seed.
 	IDPrefix string
+	// OnAck, if set, sees every send answered 250 and every APPEND
+	// answered OK once recorded, on the client's goroutine: it must not
+	// block (Durability.Observe).
+	OnAck func(Op)
 }
 
 func (cfg *TrafficConfig) defaults() error {
@@ -478,6 +482,9 @@ func (t *Traffic) send(ctx context.Context, client int, node NodeInfo, via strin
 func (t *Traffic) record(op Op) Op {
 	t.rec.Finish(op)
 	if op.Outcome == OK {
+		if t.cfg.OnAck != nil {
+			t.cfg.OnAck(op)
+		}
 		t.emit(Event{Kind: EventAck, Node: op.Node, OpID: op.ID, ChaosID: op.ChaosID})
 	}
 	return op
@@ -810,6 +817,9 @@ func (t *Traffic) imapSession(client int, node NodeInfo, acct Account, rng *rand
 		if rng.IntN(3) == 0 && !t.appendOne(ic, client, node, acct, mailbox, rng) {
 			return true
 		}
+		if rng.IntN(3) == 0 && !t.folderRound(ic, client, node, acct, rng) {
+			return true
+		}
 		if !t.sleep(t.cfg.Pause) {
 			return true
 		}
@@ -828,6 +838,8 @@ func (t *Traffic) appendOne(ic *imapConn, client int, node NodeInfo, acct Accoun
 	op.Account, op.Rcpt, op.Mailbox = acct.Address, acct.Address, mailbox
 	raw, hash := buildMessage(rng, op.ChaosID, acct.Address, acct.Address, t.cfg.BodyBytes)
 	op.BodyHash = hash
+	blob := sha256.Sum256(raw)
+	op.Blob = hex.EncodeToString(blob[:])
 	err := ic.do(func() error {
 		cmd := ic.c.Append(mailbox, int64(len(raw)), nil)
 		if _, err := cmd.Write(raw); err != nil {
@@ -849,6 +861,9 @@ func (t *Traffic) appendOne(ic *imapConn, client int, node NodeInfo, acct Accoun
 		op.Detail = err.Error()
 	}
 	t.rec.Finish(op)
+	if op.Outcome == OK && t.cfg.OnAck != nil {
+		t.cfg.OnAck(op)
+	}
 	return op.Outcome != Unknown
 }
 

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -60,6 +61,8 @@ type Admin struct {
 	store *storage.Store
 	srv   *http.Server
 	ln    net.Listener
+	// accepted answers GET /v1/accepted/{queue_id} (SetAccepted).
+	accepted atomic.Pointer[AcceptedLookup]
 }
 
 // NewAdmin validates cfg and builds the server; Start listens.
@@ -104,6 +107,8 @@ func NewAdmin(cfg AdminConfig) (*Admin, error) {
 	v1.HandleFunc("DELETE /v1/queue/{id}", a.queueDelete)
 	v1.HandleFunc("POST /v1/queue/{id}/{op}", a.queueOp)
 	v1.HandleFunc("POST /v1/queue/flush", a.queueFlush)
+	v1.HandleFunc("GET /v1/blobs/{sha256}", a.blobShow)
+	v1.HandleFunc("GET /v1/accepted/{queue_id}", a.acceptedShow)
 	// Profiles of the running node (go tool pprof), behind the token:
 	// go tool pprof -http : "http://ADMIN/v1/debug/pprof/profile?seconds=30"
 	// with the header, or curl -H "Authorization: Bearer $TOKEN" > cpu.pprof.

@@ -563,6 +563,12 @@ func serve(cfg *nodeConfig, log *slog.Logger) error {
 	}
 	rt.mail = mail
 	lc.setMail(mail)
+	// GET /v1/accepted/{queue_id}: from a sender's "queued as ID" to the
+	// stored blob.
+	admin.SetAccepted(func(id string) (storage.Hash, int64, time.Time, bool) {
+		b, ok := mail.accept.Accepted(id)
+		return b.Blob, b.Size, b.Time, ok
+	})
 	log.Info("node running", "name", cfg.Name, "cluster", cfg.ClusterAdvertise, "gossip", cfg.GossipAdvertise, "admin", admin.Addr(), "data_dir", cfg.dataDir,
 		"space", rt.store.Space().String())
 

@@ -82,6 +82,8 @@ type Pipeline struct {
 
 	spilled atomic.Uint64 // spools that went to a file
 	busy    atomic.Uint64 // ErrBusy answers
+
+	accepted accepted // the last messages accepted with a queue ID
 }
 
 // New checks cfg and returns a Pipeline.
@@ -313,7 +315,11 @@ func (p *Pipeline) Commit(ctx context.Context, m Message, build func(Stored) (st
 	if !m.Time.IsZero() {
 		cmd.Time = m.Time.UTC()
 	}
-	return p.Deliver(ctx, cmd, m.ReadBack)
+	res, out, err := p.Deliver(ctx, cmd, m.ReadBack)
+	if out == Accepted && d.QueueID != "" {
+		p.accepted.add(AcceptedBlob{QueueID: d.QueueID, Blob: d.Blob, Size: d.Size, Time: time.Now()})
+	}
+	return res, out, err
 }
 
 // CommitBytes is Commit for a message held whole in memory (a bounce),
