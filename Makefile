@@ -59,17 +59,19 @@ chaos-partitions: build
 # The chaos soak: every scenario the process backend supports (as root,
 # the partitions and link faults too, in network namespaces), with
 # CHAOS_DURATION of traffic each, CHAOS_ROUNDS times with a new seed each
-# (CHAOS_SEED fixes the first). Reports in CHAOS_REPORT/round-N. The nodes
-# run bin/raftmail-chaos (below).
+# (CHAOS_SEED fixes the first), plus CHAOS_PAIRS random pairs of them, two
+# faults at once. Reports in CHAOS_REPORT/round-N. The nodes run
+# bin/raftmail-chaos (below).
 CHAOS_DURATION ?= 2m
 CHAOS_ROUNDS ?= 1
 CHAOS_SEED ?= 0
+CHAOS_PAIRS ?= 4
 CHAOS_REPORT ?= chaos-report
 chaos: build bin/raftmail-chaos
 	@seed=$(CHAOS_SEED); for round in $$(seq 1 $(CHAOS_ROUNDS)); do \
 		if [ "$$seed" = 0 ]; then seed=$$(( (RANDOM << 15 | RANDOM) + 1 )); fi; \
 		echo ">> chaos round $$round, seed $$seed"; \
-		bin/raftmail chaos run --backend process --binary bin/raftmail-chaos --duration $(CHAOS_DURATION) --seed $$seed \
+		bin/raftmail chaos run --backend process --binary bin/raftmail-chaos --duration $(CHAOS_DURATION) --seed $$seed --pairs $(CHAOS_PAIRS) \
 			--report $(CHAOS_REPORT)/round-$$round || exit 1; \
 		seed=0; \
 	done

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -67,6 +66,9 @@ type Env struct {
 	ElectionTimeout time.Duration
 	Logf            func(format string, args ...any)
 	rng             *rand.Rand
+
+	extraMu sync.Mutex
+	extra   []Fault // a pair's second fault (combine.go)
 }
 
 // Node returns the node named name.
@@ -570,6 +572,9 @@ type RunOptions struct {
 	ReportDir string
 	// Binary is the raftmail binary the launcher runs; "" = this one.
 	Binary string
+	// Pairs adds that many random pairs of the chosen scenarios, two
+	// faults at once (combine.go), chosen with Seed.
+	Pairs int
 	// Nodes is the cluster size; 0 = 3.
 	Nodes int
 	// RaftTimeout overrides the nodes' Raft timeout; 0 = their default
@@ -602,17 +607,23 @@ func TestAccounts() []Account {
 	return out
 }
 
-// selectScenarios resolves names, keeping the order of Scenarios().
+// selectScenarios resolves names, keeping the order of Scenarios(), then
+// the pairs ("a+b", combine.go) in the order named.
 func selectScenarios(names []string) ([]Scenario, error) {
 	all := Scenarios()
 	if len(names) == 0 {
 		return all, nil
 	}
 	want := map[string]bool{}
+	var pairs []Scenario
 	for _, n := range names {
 		n = strings.TrimSpace(n)
-		if !slices.ContainsFunc(all, func(s Scenario) bool { return s.Name == n }) {
-			return nil, fmt.Errorf("chaos: unknown scenario %q (known: %s)", n, strings.Join(ScenarioNames(), ", "))
+		sc, ok := lookupScenario(all, n)
+		if !ok {
+			return nil, fmt.Errorf("chaos: unknown scenario %q (known: %s; two distinct ones joined by %q run at once)", n, strings.Join(ScenarioNames(), ", "), pairSep)
+		}
+		if strings.Contains(n, pairSep) {
+			pairs = append(pairs, sc)
 		}
 		want[n] = true
 	}
@@ -622,7 +633,7 @@ func selectScenarios(names []string) ([]Scenario, error) {
 			out = append(out, s)
 		}
 	}
-	return out, nil
+	return append(out, pairs...), nil
 }
 
 // RunScenarios runs the chosen scenarios one after the other, each on a
@@ -638,6 +649,7 @@ func RunScenarios(ctx context.Context, l Launcher, opts RunOptions) ([]Run, erro
 	if opts.Seed == 0 {
 		opts.Seed = time.Now().UnixNano() % 1_000_000_000
 	}
+	list = append(list, randomPairs(list, opts.Pairs, opts.Seed)...)
 	if opts.Duration <= 0 {
 		opts.Duration = 20 * time.Second
 	}
@@ -777,6 +789,7 @@ func runScenario(ctx context.Context, l Launcher, sc Scenario, opts RunOptions) 
 	if !fault.Start.IsZero() {
 		h.Faults = append(h.Faults, fault)
 	}
+	h.Faults = append(h.Faults, env.extraFaults()...)
 	var canary *Op
 	var canaryDone chan struct{}
 	switch {

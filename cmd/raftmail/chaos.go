@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"slices"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -59,7 +58,7 @@ func newChaosRunCmd() *cobra.Command {
 		seed                               int64
 		duration, raftTimeout              time.Duration
 		liveFault, liveHeal                time.Duration
-		nodes                              int
+		nodes, pairs                       int
 		quiet                              bool
 	)
 	c := &cobra.Command{
@@ -75,12 +74,15 @@ phantom, duplicates counted, stable UIDs, convergence.
 
 Scenarios:
 ` + chaosScenarioList() + `
+Two scenarios joined by + (kill-follower+clock-skew) run at once: the second
+fault from halfway through the first's hold.
 A scenario the backend cannot run is reported as SKIP, not as a failure.
 It prints one summary line per scenario and writes the report (report.html,
 report.json, summary.txt, one history per scenario, each cluster's data and
 logs) to the --report directory. It exits 1 if any scenario fails.`,
 		Example: `  raftmail chaos run --scenarios kill-follower,kill-after-250 --duration 15s
-  raftmail chaos run --backend docker --scenarios partition-leader --seed 42`,
+  raftmail chaos run --backend docker --scenarios partition-leader --seed 42
+  raftmail chaos run --scenarios kill-follower+partition-leader --pairs 3`,
 		Args: exactArgs(0, "no arguments (choose scenarios with --scenarios)"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var names []string
@@ -90,15 +92,15 @@ logs) to the --report directory. It exits 1 if any scenario fails.`,
 						names = append(names, n)
 					}
 				}
-				known := chaos.ScenarioNames()
-				for _, n := range names {
-					if !slices.Contains(known, n) {
-						return usagef(cmd, "unknown scenario %q (known: %s)", n, strings.Join(known, ", "))
-					}
+				if err := chaos.CheckScenarioNames(names); err != nil {
+					return usagef(cmd, "%s", strings.TrimPrefix(err.Error(), "chaos: "))
 				}
 			}
 			if duration < 2*time.Second {
 				return usagef(cmd, "--duration %s is too short: give at least 2s of traffic per scenario", duration)
+			}
+			if pairs < 0 {
+				return usagef(cmd, "--pairs %d: want 0 or more", pairs)
 			}
 			if nodes < 3 {
 				return usagef(cmd, "--nodes %d: a fault needs at least 3 nodes", nodes)
@@ -143,6 +145,7 @@ logs) to the --report directory. It exits 1 if any scenario fails.`,
 				Duration:    duration,
 				ReportDir:   dir,
 				Binary:      binary,
+				Pairs:       pairs,
 				Nodes:       nodes,
 				RaftTimeout: raftTimeout,
 				Liveness:    chaos.LivenessBounds{Fault: liveFault, Heal: liveHeal},
@@ -160,6 +163,7 @@ logs) to the --report directory. It exits 1 if any scenario fails.`,
 	fs.StringVar(&report, "report", "chaos-report", "directory for the report and each cluster's data and logs")
 	fs.StringVar(&binary, "binary", "", "raftmail binary the nodes run (default: this one)")
 	fs.IntVar(&nodes, "nodes", 3, "cluster size")
+	fs.IntVar(&pairs, "pairs", 0, "also run this many random pairs of the chosen scenarios, two faults at once (the second from halfway through the first's hold); a pair can be named too: --scenarios kill-follower+clock-skew")
 	fs.DurationVar(&raftTimeout, "raft-timeout", 0, "Raft heartbeat and election timeout of the nodes (default: theirs, 500ms)")
 	fs.DurationVar(&liveFault, "liveness-fault", chaos.DefaultLiveness.Fault, "liveness: the longest a node on the majority side of a fault may take to answer 250")
 	fs.DurationVar(&liveHeal, "liveness-heal", chaos.DefaultLiveness.Heal, "liveness: the longest any node may take to answer 250 after a heal (and before the first fault)")
