@@ -319,6 +319,7 @@ func TestOutsideServes(t *testing.T) {
 // message and forgets it must make outbound-delivered fail: the cluster
 // removed the entry, and the sink holds nothing.
 func TestNegativeControlSinkDrops(t *testing.T) {
+	t.Parallel()
 	bin := launchTestBinary(t, true)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()

@@ -1,6 +1,7 @@
 package chaos
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -572,6 +573,9 @@ type RunOptions struct {
 	ReportDir string
 	// Binary is the raftmail binary the launcher runs; "" = this one.
 	Binary string
+	// ConvergeTimeout bounds the wait for convergence after the
+	// traffic; 0 = a minute.
+	ConvergeTimeout time.Duration
 	// Pairs adds that many random pairs of the chosen scenarios, two
 	// faults at once (combine.go), chosen with Seed.
 	Pairs int
@@ -831,7 +835,7 @@ func runScenario(ctx context.Context, l Launcher, sc Scenario, opts RunOptions) 
 		outRec = waitOutboundLogged(ctx, nodes, logf)
 	}
 
-	cctx, ccancel := context.WithTimeout(ctx, 60*time.Second)
+	cctx, ccancel := context.WithTimeout(ctx, cmp.Or(opts.ConvergeTimeout, 60*time.Second))
 	took, err := WaitConverged(cctx, nodes)
 	ccancel()
 	if err != nil {

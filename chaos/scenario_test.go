@@ -43,7 +43,7 @@ func chaosTestTaggedBinary(t *testing.T, tags string) string {
 
 // chaosTestRun runs one scenario on the process backend and returns its
 // run, logging its progress and summary line.
-func chaosTestRun(t *testing.T, bin, scenario string, d time.Duration) Run {
+func chaosTestRun(t *testing.T, bin, scenario string, d time.Duration, adjust ...func(*RunOptions)) Run {
 	t.Helper()
 	// Kept when the test fails, with the cluster's logs, for a look at
 	// what happened.
@@ -60,7 +60,7 @@ func chaosTestRun(t *testing.T, bin, scenario string, d time.Duration) Run {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	runs, err := RunScenarios(ctx, ProcessLauncher{}, RunOptions{
+	opts := RunOptions{
 		Scenarios:   []string{scenario},
 		Seed:        1,
 		Duration:    d,
@@ -68,7 +68,11 @@ func chaosTestRun(t *testing.T, bin, scenario string, d time.Duration) Run {
 		Binary:      bin,
 		RaftTimeout: 300 * time.Millisecond,
 		Logf:        t.Logf,
-	})
+	}
+	for _, f := range adjust {
+		f(&opts)
+	}
+	runs, err := RunScenarios(ctx, ProcessLauncher{}, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,6 +111,9 @@ func TestScenarioSmoke(t *testing.T) {
 	bin := launchTestBinary(t, true)
 	for _, sc := range Scenarios() {
 		t.Run(sc.Name, func(t *testing.T) {
+			// Two clusters at a time (go test's -parallel is the number
+			// of CPUs): most of a scenario is waiting.
+			t.Parallel()
 			bin := bin
 			if sc.Needs&NeedClock != 0 {
 				bin = chaosTestTaggedBinary(t, "chaos_clock")
@@ -141,6 +148,7 @@ func TestScenarioSmoke(t *testing.T) {
 // answers 250 before the commit; killing a node right after its 250 must
 // make no-lost-ack fail.
 func TestNegativeControlAckEarly(t *testing.T) {
+	t.Parallel()
 	bin := chaosTestTaggedBinary(t, "chaos_ack_early")
 	run := chaosTestRun(t, bin, "kill-after-250", 6*time.Second)
 	// Only local deliveries count here: a lost message in a mailbox is
@@ -169,6 +177,7 @@ func TestNegativeControlAckEarly(t *testing.T) {
 // expunges messages all the time, and the newest one often enough for the
 // reuse to show within a short run.
 func TestNegativeControlReuseUID(t *testing.T) {
+	t.Parallel()
 	bin := chaosTestTaggedBinary(t, "chaos_reuse_uid")
 	run := chaosTestRun(t, bin, "kill-follower", 8*time.Second)
 	for _, r := range run.Results {
@@ -190,8 +199,11 @@ func TestNegativeControlReuseUID(t *testing.T) {
 // its 250 must make no-lost-ack fail (the body is gone; the nodes answer
 // NO [UNAVAILABLE] for it).
 func TestNegativeControlBlobOne(t *testing.T) {
+	t.Parallel()
 	bin := chaosTestTaggedBinary(t, "chaos_blob_one")
-	run := chaosTestRun(t, bin, "wipe-after-250", 8*time.Second)
+	// The other nodes never get the lost bodies: no need to wait the
+	// whole minute for a convergence that cannot come.
+	run := chaosTestRun(t, bin, "wipe-after-250", 8*time.Second, func(o *RunOptions) { o.ConvergeTimeout = 15 * time.Second })
 	for _, inv := range []string{InvDurableAtAck, InvNoLostAck} {
 		found := false
 		for _, r := range run.Results {
