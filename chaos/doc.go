@@ -1,8 +1,8 @@
 // Package chaos is Raftmail's chaos suite: it runs a real cluster (local
 // processes, each in a network namespace of its own as root, or Docker
 // containers) under mail traffic, injects one fault per scenario, or two for a pair (kill -9,
-// SIGSTOP, partitions, cut or one-way links, flapping, disk full, wipe and
-// rejoin, clock skew...),
+// SIGSTOP, partitions, cut or one-way links, flapping, disk full, hung or
+// failing disks, power loss, wipe and rejoin, clock skew...),
 // records what every client was told, reads back what every node holds,
 // and checks DESIGN.md's promise with pure functions over that record.
 //
@@ -21,6 +21,8 @@
 //	netns.go     the process backend's network namespaces: links, cuts, netem
 //	clock.go     clock faults: a chaos_clock build's wall-clock offset per node
 //	combine.go   two faults at once: a pair "a+b", random pairs for the soak
+//	diskfault.go the process backend's disk faults on faultfs mounts: stalls, EIO, ENOSPC, power loss
+//	faultfs/     the FUSE file system under them, and its durability model
 //	traffic.go   SMTP senders, liveness probes and IMAP sessions that record every operation
 //	pop3.go      the POP3 client: UIDL, RETR, DELE+QUIT recorded as reads and expunges
 //	scenario.go  warm-up, fault, heal, read-back, check

@@ -38,6 +38,10 @@ type LaunchOptions struct {
 	// DiskLimitBytes, if not 0, puts each node's data on a file system of
 	// that size (for the disk-full scenario), where the backend can.
 	DiskLimitBytes int64
+	// FaultFS, if true, puts each node's data directory on a faultfs
+	// mount (chaos/faultfs), for DiskFaulter, where the backend can
+	// (the process backend as root, with /dev/fuse).
+	FaultFS bool
 	// DNSResolver is the DNS server (host:port) the nodes use for
 	// outbound delivery and mail authentication (serve --dns-resolver);
 	// "" = DeadResolver(), a loopback port where nothing listens: every

@@ -12,7 +12,8 @@ package chaos
 // answer ErrNotSupported: the nodes talk over the loopback interface,
 // which nothing here can cut without touching the host's firewall.
 // Disk-full needs root too: each data directory is then a size-limited
-// tmpfs.
+// tmpfs. The other disk faults need root and /dev/fuse: each data
+// directory is then a faultfs mount served by this process (diskfault.go).
 //
 // Only processes this backend started are ever signalled, by PID: in a
 // namespace too, `ip netns exec` execs raftmail in place.
@@ -36,6 +37,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/raftmail/raftmail/chaos/faultfs"
 	"github.com/raftmail/raftmail/cluster"
 	"github.com/raftmail/raftmail/ops"
 )
@@ -89,6 +91,9 @@ func (l ProcessLauncher) Supports(need Need) error {
 	}
 	if need&NeedDisk != 0 && os.Geteuid() != 0 {
 		return fmt.Errorf("a size-limited disk needs root: %w", ErrNotSupported)
+	}
+	if need&NeedFaultFS != 0 {
+		return faultFSAvailable()
 	}
 	return nil
 }
@@ -197,8 +202,9 @@ type procNode struct {
 	info    NodeInfo // AdminToken stays the same across Wipe
 	dataDir string
 	logPath string
-	gossip  string // gossip address (TCP and UDP)
-	mounted bool   // dataDir is a tmpfs this cluster mounted
+	gossip  string      // gossip address (TCP and UDP)
+	mounted bool        // dataDir is a tmpfs this cluster mounted
+	ffs     *faultfs.FS // dataDir is this faultfs mount (LaunchOptions.FaultFS)
 
 	// Guarded by procCluster.mu.
 	cmd    *exec.Cmd
@@ -334,6 +340,9 @@ func (c *procCluster) launch(ctx context.Context) error {
 		}
 		c.nodes = append(c.nodes, n)
 		if err := c.mountDisk(n); err != nil {
+			return err
+		}
+		if err := c.mountFaultFS(n); err != nil {
 			return err
 		}
 	}
@@ -604,6 +613,13 @@ func (c *procCluster) Supports(need Need) error {
 			}
 		}
 	}
+	if need&NeedFaultFS != 0 {
+		for _, n := range c.nodes {
+			if n.ffs == nil {
+				return fmt.Errorf("disk faults need each data directory on faultfs (root, /dev/fuse, LaunchOptions.FaultFS): %w", ErrNotSupported)
+			}
+		}
+	}
 	return nil
 }
 
@@ -866,6 +882,7 @@ func (c *procCluster) Close() error {
 	c.mu.Unlock()
 
 	var errs []error
+	c.healFaultFS() // a stalled disk would hold the shutdown up
 	for _, p := range procs {
 		_ = p.cmd.Process.Signal(syscall.SIGCONT)
 		_ = p.cmd.Process.Signal(syscall.SIGTERM)
@@ -890,6 +907,7 @@ func (c *procCluster) Close() error {
 			errs = append(errs, err)
 		}
 	}
+	errs = append(errs, c.unmountFaultFS()...)
 	for _, n := range c.nodes {
 		if !n.mounted {
 			continue

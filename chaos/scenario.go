@@ -34,6 +34,9 @@ const (
 	// NeedClock: SkewClock (the process backend, with a binary built
 	// with -tags chaos_clock).
 	NeedClock
+	// NeedFaultFS: a Cluster that is a DiskFaulter, its data directories
+	// on faultfs mounts (the process backend as root, with /dev/fuse).
+	NeedFaultFS
 )
 
 // Scenario is one fault with its cluster settings. RunScenarios gives
@@ -530,6 +533,84 @@ func Scenarios() []Scenario {
 			},
 		},
 		clockScenario(),
+		{
+			Name:   "disk-full-leader",
+			Doc:    "the leader's disk full (faultfs: every write fails with ENOSPC, Pebble's and the Raft log's too, and statfs says full): it must answer 452 at MAIL or stop, never leave a client without an answer; then freed (restarted if it stopped)",
+			Needs:  NeedFaultFS,
+			Launch: func(o *LaunchOptions) { o.FaultFS = true },
+			Fault: func(ctx context.Context, c Cluster, e *Env) (Fault, error) {
+				leader, err := e.Leader(ctx)
+				if err != nil {
+					return Fault{}, err
+				}
+				return e.diskFull(ctx, c, "disk full on the leader", leader)
+			},
+		},
+		{
+			Name:   "disk-stall-follower",
+			Doc:    "every write and fsync of a follower's data directory blocked for the hold (a hung disk), then let go",
+			Needs:  NeedFaultFS,
+			Launch: func(o *LaunchOptions) { o.FaultFS = true },
+			Fault: func(ctx context.Context, c Cluster, e *Env) (Fault, error) {
+				node, err := e.Follower(ctx)
+				if err != nil {
+					return Fault{}, err
+				}
+				return e.diskStall(ctx, c, "disk stall on a follower", node)
+			},
+		},
+		{
+			Name:   "disk-stall-leader",
+			Doc:    "every write and fsync of the leader's data directory blocked for the hold (a hung disk), then let go",
+			Needs:  NeedFaultFS,
+			Launch: func(o *LaunchOptions) { o.FaultFS = true },
+			Fault: func(ctx context.Context, c Cluster, e *Env) (Fault, error) {
+				leader, err := e.Leader(ctx)
+				if err != nil {
+					return Fault{}, err
+				}
+				return e.diskStall(ctx, c, "disk stall on the leader", leader)
+			},
+		},
+		{
+			Name:   "fsync-error",
+			Doc:    "every fsync of a follower's data directory fails with EIO for the hold; a node that stops on it loses its unsynced writes and is started again",
+			Needs:  NeedFaultFS,
+			Launch: func(o *LaunchOptions) { o.FaultFS = true },
+			Fault: func(ctx context.Context, c Cluster, e *Env) (Fault, error) {
+				node, err := e.Follower(ctx)
+				if err != nil {
+					return Fault{}, err
+				}
+				return e.fsyncError(ctx, c, node)
+			},
+		},
+		{
+			Name:   "power-loss-follower",
+			Doc:    "a follower killed and every write it had not fsynced dropped (its Pebble applies are not synced), then booted: it rebuilds them from the Raft log",
+			Needs:  NeedFaultFS,
+			Launch: func(o *LaunchOptions) { o.FaultFS = true },
+			Fault: func(ctx context.Context, c Cluster, e *Env) (Fault, error) {
+				node, err := e.Follower(ctx)
+				if err != nil {
+					return Fault{}, err
+				}
+				return e.powerLoss(ctx, c, "power loss of a follower", node)
+			},
+		},
+		{
+			Name:   "power-loss-leader",
+			Doc:    "the leader killed and every write it had not fsynced dropped, then booted under traffic",
+			Needs:  NeedFaultFS,
+			Launch: func(o *LaunchOptions) { o.FaultFS = true },
+			Fault: func(ctx context.Context, c Cluster, e *Env) (Fault, error) {
+				leader, err := e.Leader(ctx)
+				if err != nil {
+					return Fault{}, err
+				}
+				return e.powerLoss(ctx, c, "power loss of the leader", leader)
+			},
+		},
 		{
 			Name: "wipe-rejoin",
 			Doc:  "a follower killed, its data deleted, and joined again as a new member under load",

@@ -44,6 +44,8 @@ func chaosScenarioList() string {
 			note = " [root: namespaces; or docker]"
 		case s.Needs&chaos.NeedDisk != 0:
 			note = " [root]"
+		case s.Needs&chaos.NeedFaultFS != 0:
+			note = " [root: /dev/fuse]"
 		}
 		fmt.Fprintf(tw, "  %s\t%s%s\n", s.Name, s.Doc, note)
 	}
