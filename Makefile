@@ -20,7 +20,7 @@ STATICCHECK_VERSION ?= v0.8.2
 STATICCHECK ?= $(GOBIN_DIR)/staticcheck
 FUZZTIME ?= 30s
 
-.PHONY: build test check tools bench bench-peers bench-memory bench-big conn-flood fuzz run clean chaos chaos-smoke chaos-docker chaos-partitions chaos-failover
+.PHONY: build test check tools bench bench-peers bench-memory bench-big conn-flood fuzz run clean chaos chaos-smoke chaos-docker chaos-partitions chaos-disk chaos-failover
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/raftmail ./cmd/raftmail
@@ -55,6 +55,15 @@ chaos-docker: build
 CHAOS_PARTITIONS = partition-leader,partition-follower,partition-bridge,partition-asymmetric,partition-flapping,link-latency,link-loss
 chaos-partitions: build
 	bin/raftmail chaos run --backend process --netns on --scenarios $(CHAOS_PARTITIONS) --duration 20s --report $(CHAOS_REPORT)/partitions
+
+# Disk faults on the process backend, each node's data on a fault-injecting
+# FUSE file system (needs root and /dev/fuse; .ci/run runs it when it can):
+# the leader's disk hung (it must lose its leadership, not hold the
+# cluster), full, or powered off with its unsynced writes lost, and a
+# follower's fsyncs failing. The liveness bounds are held.
+CHAOS_DISK = disk-stall-leader,disk-full-leader,power-loss-leader,fsync-error
+chaos-disk: build
+	bin/raftmail chaos run --backend process --scenarios $(CHAOS_DISK) --duration 20s --report $(CHAOS_REPORT)/disk
 
 # The chaos soak: every scenario the process backend supports (as root,
 # the partitions and link faults too, in network namespaces), with

@@ -64,6 +64,11 @@ type Config struct {
 	HeartbeatTimeout   time.Duration
 	ElectionTimeout    time.Duration
 	LeaderLeaseTimeout time.Duration
+	// LogStallTimeout: a Raft log write that has not returned after this
+	// long makes the node send no appends or heartbeats until it returns
+	// (disk.go, "A hung disk"), so that a leader on a hung disk loses its
+	// leadership instead of holding the cluster; 0 = 1.5s.
+	LogStallTimeout time.Duration
 	// CommitTimeout is how soon after the last append the leader tells
 	// followers the new commit index when no further entries flow (raft
 	// waits between 1x and 2x this); it bounds how late a write becomes
@@ -132,6 +137,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.CommitTimeout == 0 {
 		c.CommitTimeout = 5 * time.Millisecond
+	}
+	if c.LogStallTimeout == 0 {
+		c.LogStallTimeout = 1500 * time.Millisecond
 	}
 	if c.SnapshotThreshold == 0 {
 		c.SnapshotThreshold = 8192

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/raft"
 
@@ -32,10 +33,29 @@ import (
 // current term (raft.go); raft panics when it cannot be written.
 var keyCurrentTerm = []byte("CurrentTerm")
 
+// A hung disk. A write that neither returns nor fails is worse than one
+// that fails: raft's leader appends its own entries in its main loop, so a
+// leader whose disk hangs commits nothing, yet its replication goroutines
+// go on sending heartbeats, and no follower ever starts an election: the
+// whole cluster waits for one disk (the chaos scenario disk-stall-leader
+// measured 5 s of no 250 anywhere for a 5 s hang). So a log write that
+// has not returned after Config.LogStallTimeout closes a gate on the
+// transport (stallGate): the node sends no appends and no heartbeats until
+// the write returns. Its followers time out and elect a leader among
+// themselves; when the disk comes back, the old leader's first append
+// meets the new term and it steps down, its pending entries failing with
+// "leadership lost" (Propose retries them, same command IDs, on the new
+// leader). A follower's hung disk needs nothing: the others are a
+// majority.
+
 // logHealth tracks whether the Raft log can be written.
 type logHealth struct {
 	failures atomic.Uint64
-	mu       struct {
+	// writingSince is when the log write in progress started (unix
+	// nanoseconds, monotonic enough for the purpose), 0 when none is.
+	writingSince atomic.Int64
+	stalls       atomic.Uint64 // writes that outlasted LogStallTimeout
+	mu           struct {
 		sync.Mutex
 		err error // the last append failed with err, and none has worked since
 	}
@@ -52,9 +72,59 @@ func (l *raftLog) StoreLog(log *raft.Log) error {
 }
 
 func (l *raftLog) StoreLogs(logs []*raft.Log) error {
+	h := &l.n.logHealth
+	start := time.Now()
+	h.writingSince.Store(start.UnixNano())
 	err := l.LogStore.StoreLogs(logs)
+	h.writingSince.Store(0)
+	if took := time.Since(start); took > l.n.cfg.LogStallTimeout {
+		h.stalls.Add(1)
+		l.n.log.Warn("raft log: a write hung; this node sent no appends or heartbeats meanwhile", "took", took.Round(time.Millisecond))
+	}
 	l.n.noteLogWrite(err, logs)
 	return err
+}
+
+// logStalled reports how long the Raft log write in progress has taken,
+// if longer than LogStallTimeout.
+func (n *Node) logStalled() (time.Duration, bool) {
+	since := n.logHealth.writingSince.Load()
+	if since == 0 {
+		return 0, false
+	}
+	took := time.Since(time.Unix(0, since))
+	return took, took > n.cfg.LogStallTimeout
+}
+
+// RaftLogStalls counts Raft log writes that outlasted LogStallTimeout.
+func (n *Node) RaftLogStalls() uint64 { return n.logHealth.stalls.Load() }
+
+// stallGate is the Raft transport with appends and heartbeats refused
+// while this node's Raft log write hangs (see "A hung disk" above). The
+// rest of the transport (votes, snapshots, the optional interfaces raft
+// looks for) is the NetworkTransport's.
+type stallGate struct {
+	*raft.NetworkTransport
+	n *Node
+}
+
+func (g *stallGate) stalled() error {
+	if took, ok := g.n.logStalled(); ok {
+		return fmt.Errorf("cluster: this node's raft log write has hung for %s: no appends or heartbeats until it returns", took.Round(time.Millisecond))
+	}
+	return nil
+}
+
+func (g *stallGate) AppendEntries(id raft.ServerID, target raft.ServerAddress, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
+	if err := g.stalled(); err != nil {
+		return err
+	}
+	return g.NetworkTransport.AppendEntries(id, target, args, resp)
+}
+
+func (g *stallGate) AppendEntriesPipeline(id raft.ServerID, target raft.ServerAddress) (raft.AppendPipeline, error) {
+	// MaxRPCsInFlight 1 (node.go) means no pipeline; keep it so.
+	return nil, raft.ErrPipelineReplicationNotSupported
 }
 
 func (n *Node) noteLogWrite(err error, logs []*raft.Log) {

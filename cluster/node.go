@@ -260,7 +260,7 @@ func (n *Node) startRaft(dir string) error {
 			n.log.Info("bootstrapped a one-node cluster")
 		}
 	}
-	r, err := raft.NewRaft(rc, &fsm{store: n.store, node: n}, logs, &raftStable{StableStore: bolt, n: n}, snaps, n.transport)
+	r, err := raft.NewRaft(rc, &fsm{store: n.store, node: n}, logs, &raftStable{StableStore: bolt, n: n}, snaps, &stallGate{NetworkTransport: n.transport, n: n})
 	if err != nil {
 		return fmt.Errorf("cluster: start raft: %w", err)
 	}

@@ -57,6 +57,7 @@ func TestHealthDiskBelowFloor(t *testing.T) {
 		`raftmail_disk_floor_refusals_total{node="n1"} 0`,
 		`raftmail_storage_failed{node="n1"} 0`,
 		`raftmail_raft_log_write_failures_total{node="n1"} 0`,
+		`raftmail_raft_log_write_stalls_total{node="n1"} 0`,
 	} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("/metrics lacks %q", want)
