@@ -206,6 +206,7 @@ func (f *FS) Dir() string { return f.dir }
 
 func (f *FS) mount() (*mount, error) {
 	m := &mount{fs: f}
+	//lint:ignore SA1019 NodeWrapChilder hands over a LoopbackNode built by go-fuse, which our node would have to copy (an Inode, with its lock); NewNode builds ours in place.
 	root := &fs.LoopbackRoot{Path: f.backing, NewNode: m.newNode}
 	var st syscall.Stat_t
 	if err := syscall.Stat(f.backing, &st); err != nil {
