@@ -485,7 +485,7 @@ func (ix *index) describeSend(op *Op) string {
 // explained reports whether an OK or unknown EXPUNGE or MOVE in acct could
 // have removed message cid from the account.
 func (ix *index) explained(cid, acct string) bool {
-	memo := make(map[string]bool)
+	memo := make(map[leaveKey]bool)
 	for _, op := range ix.removals[acct] {
 		k := mbKey{acct, mboxKey(op.Mailbox)}
 		for _, uid := range op.UIDs {
@@ -495,7 +495,7 @@ func (ix *index) explained(cid, acct string) bool {
 			if op.Kind == OpExpunge {
 				return true
 			}
-			if ix.couldLeave(cid, acct, mboxKey(op.Target), memo, map[string]bool{k.mbox: true}) {
+			if ix.couldLeave(cid, acct, mboxKey(op.Target), op.Start, memo, map[string]bool{k.mbox: true}) {
 				return true
 			}
 		}
@@ -508,8 +508,13 @@ func (ix *index) explained(cid, acct string) bool {
 // some removal in mbox touched a UID that was never seen naming anything,
 // or was seen naming cid; or mbox was deleted (an OK or unknown DELETE),
 // or renamed to a mailbox it could leave.
-func (ix *index) couldLeave(cid, acct, mbox string, memo, path map[string]bool) bool {
-	if v, ok := memo[mbox]; ok {
+// Only what could have happened after the message got there counts: a
+// removal that was acknowledged before since (when the move into mbox
+// started) cannot have touched it; one whose outcome is unknown may have
+// happened at any time after it was sent.
+func (ix *index) couldLeave(cid, acct, mbox string, since time.Time, memo map[leaveKey]bool, path map[string]bool) bool {
+	mk := leaveKey{mbox, since}
+	if v, ok := memo[mk]; ok {
 		return v
 	}
 	if path[mbox] {
@@ -524,12 +529,19 @@ search:
 		if mboxKey(op.Mailbox) != mbox {
 			continue
 		}
+		if op.Outcome == OK && !op.End.After(since) {
+			continue // done before the message arrived
+		}
+		next := since
+		if op.Start.After(next) {
+			next = op.Start
+		}
 		switch op.Kind {
 		case OpDelete:
 			res = true // everything in it left the account
 			break search
 		case OpRename:
-			if ix.couldLeave(cid, acct, mboxKey(op.Target), memo, path) {
+			if ix.couldLeave(cid, acct, mboxKey(op.Target), next, memo, path) {
 				res = true
 				break search
 			}
@@ -540,14 +552,21 @@ search:
 			if len(ids) > 0 && !slices.Contains(ids, cid) {
 				continue
 			}
-			if op.Kind == OpExpunge || ix.couldLeave(cid, acct, mboxKey(op.Target), memo, path) {
+			if op.Kind == OpExpunge || ix.couldLeave(cid, acct, mboxKey(op.Target), next, memo, path) {
 				res = true
 				break search
 			}
 		}
 	}
-	memo[mbox] = res
+	memo[mk] = res
 	return res
+}
+
+// leaveKey memoizes couldLeave: a mailbox, and since when the message
+// may have been in it.
+type leaveKey struct {
+	mbox  string
+	since time.Time
 }
 
 // ---- no-phantom ----

@@ -83,6 +83,26 @@ func TestCheckMailboxOpsViolations(t *testing.T) {
 			},
 		},
 		{
+			// As above, with an OK DELETE of chaos-1 that ended before
+			// the MOVE began (and before chaos-1 was created again): it
+			// cannot explain c8's loss.
+			name: "a MOVE acknowledged, the folder deleted only before it", inv: InvNoLostAck, want: "c8",
+			mutate: func(h *History) {
+				ops := []Op{imapOp(19, OpDelete, "n1", 3, OK, "chaos-1", "", 40, 2300, 2310)}
+				for _, op := range h.Ops {
+					if op.ID < 25 {
+						ops = append(ops, op)
+					}
+				}
+				h.Ops = ops
+				for i := range h.Final {
+					n := &h.Final[i]
+					n.Mailboxes = n.Mailboxes[:len(n.Mailboxes)-1]
+					n.Mailboxes = append(n.Mailboxes, MailboxState{Account: alice, Name: "chaos-1", UIDValidity: 50, UIDNext: 3, Messages: []Msg{msg(1, "c1")}})
+				}
+			},
+		},
+		{
 			// The copy of c5 made by an OK COPY counts as intended, but
 			// a third copy is one too many.
 			name: "more copies than sends and COPYs", inv: InvNoDuplicates, want: "c5",
