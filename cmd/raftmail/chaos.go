@@ -22,11 +22,63 @@ func newChaosCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "chaos",
 		Short: "Run the chaos suite: faults under mail traffic, then a check of what every node holds",
-		Args:  exactArgs(0, "a subcommand (run)"),
+		Args:  exactArgs(0, "a subcommand (run, check)"),
 		RunE:  func(cmd *cobra.Command, args []string) error { return cmd.Help() },
 	}
-	c.AddCommand(newChaosRunCmd())
+	c.AddCommand(newChaosRunCmd(), newChaosCheckCmd())
 	return c
+}
+
+// newChaosCheckCmd checks recorded histories again, with this binary's
+// checkers: after a checker changed, or to look at an old run.
+func newChaosCheckCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "check HISTORY.jsonl...",
+		Short: "Check recorded scenario histories again (the <scenario>.history.jsonl files of a report)",
+		Long: `Check recorded scenario histories again with this binary's invariant
+checkers, without running anything: one summary line per history, and the
+first examples of each invariant that fails. It exits 1 if any fails.`,
+		Example: `  raftmail chaos check chaos-report/round-1/*.history.jsonl`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return usagef(cmd, "name at least one history file (<report>/<scenario>.history.jsonl)")
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			w := cmd.OutOrStdout()
+			failed := 0
+			for _, path := range args {
+				f, err := os.Open(path)
+				if err != nil {
+					return err
+				}
+				h, err := chaos.ReadJSONL(f)
+				f.Close()
+				if err != nil {
+					return fmt.Errorf("%s: %w", path, err)
+				}
+				results := chaos.Check(h)
+				run := chaos.Run{History: h, Results: results, Summary: chaos.Summarize(h, results)}
+				fmt.Fprintln(w, chaos.SummaryLine(run))
+				if run.Summary.Pass {
+					continue
+				}
+				failed++
+				for _, r := range results {
+					if !r.Pass {
+						for _, ex := range r.Examples[:min(3, len(r.Examples))] {
+							fmt.Fprintf(w, "  %s: %s\n", r.Invariant, ex)
+						}
+					}
+				}
+			}
+			if failed > 0 {
+				return fmt.Errorf("chaos: %d of %d histories failed", failed, len(args))
+			}
+			return nil
+		},
+	}
 }
 
 // chaosScenarioList is the scenarios, one per line, for --help.
