@@ -342,3 +342,29 @@ func TestNegativeControlSinkDrops(t *testing.T) {
 	}
 	t.Logf("outbound-delivered failed as it must: %v", r.Examples[:min(2, len(r.Examples))])
 }
+
+// TestOutsideCloseAtOnce: closing the DNS server and sink right after
+// they start (a scenario skipped at once) returns, although their serving
+// goroutines may not have started yet: a run once hung there.
+func TestOutsideCloseAtOnce(t *testing.T) {
+	done := make(chan error, 1)
+	go func() {
+		for range 200 {
+			o, err := StartOutside(OutsideOptions{})
+			if err != nil {
+				done <- err
+				return
+			}
+			o.Close()
+		}
+		done <- nil
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("Close of a just started Outside did not return in 60 s")
+	}
+}

@@ -91,8 +91,13 @@ type Outside struct {
 
 	mu struct {
 		sync.Mutex
-		closed   bool
-		dns      []*dns.Server
+		closed bool
+		dns    []*dns.Server
+		// The sockets themselves: closing them ends a server whose
+		// goroutine has not started serving yet, which its own Shutdown
+		// or Close would miss (it then served forever, and Close waited
+		// for it: a scenario skipped at once hung the run).
+		socks    []io.Closer
 		nodeOf   map[string]string // listening IP -> the node that reaches it there
 		received []SinkMsg
 		refused  []SinkMsg
@@ -170,6 +175,7 @@ func (o *Outside) Listen(ip, node string) error {
 		return errors.New("chaos: outside: closed")
 	}
 	o.mu.dns = append(o.mu.dns, udp, tcp)
+	o.mu.socks = append(o.mu.socks, pc, tl, sl)
 	o.mu.nodeOf[ip] = node
 	o.wg.Add(3)
 	o.mu.Unlock()
@@ -203,11 +209,14 @@ func (o *Outside) Close() {
 		return
 	}
 	o.mu.closed = true
-	servers := o.mu.dns
+	servers, socks := o.mu.dns, o.mu.socks
 	o.mu.Unlock()
 	_ = o.smtp.Close()
 	for _, s := range servers {
 		_ = s.Shutdown()
+	}
+	for _, c := range socks {
+		_ = c.Close()
 	}
 	o.wg.Wait()
 }
