@@ -38,14 +38,15 @@ func Combine(a, b Scenario) Scenario {
 			var fb Fault
 			var errB error
 			done := make(chan struct{})
+			pc := pairCluster{c}
 			go func() {
 				defer close(done)
 				if wait(ctx, e.Hold/2) != nil {
 					return
 				}
-				fb, errB = b.Fault(ctx, c, e)
+				fb, errB = b.Fault(ctx, pc, e)
 			}()
-			fa, errA := a.Fault(ctx, c, e)
+			fa, errA := a.Fault(ctx, pc, e)
 			<-done
 			if !fb.Start.IsZero() {
 				e.addFault(fb)
@@ -60,6 +61,32 @@ func Combine(a, b Scenario) Scenario {
 			return fa, errors.Join(errA, errB)
 		},
 	}
+}
+
+// errNodeDown and errNodeUp: a node is not running (Kill, Pause,
+// Resume), or running already (Start).
+var (
+	errNodeDown = errors.New("not running")
+	errNodeUp   = errors.New("already running")
+)
+
+// pairCluster is the Cluster the two faults of a pair share: either may
+// kill a node the other killed already (kill-follower while
+// rolling-restart has that follower down), or start one the other started:
+// those are no-ops here, where in one scenario they are the harness's
+// mistakes.
+type pairCluster struct{ Cluster }
+
+func (p pairCluster) Kill(node string) error   { return tolerate(p.Cluster.Kill(node), errNodeDown) }
+func (p pairCluster) Start(node string) error  { return tolerate(p.Cluster.Start(node), errNodeUp) }
+func (p pairCluster) Pause(node string) error  { return tolerate(p.Cluster.Pause(node), errNodeDown) }
+func (p pairCluster) Resume(node string) error { return tolerate(p.Cluster.Resume(node), errNodeDown) }
+
+func tolerate(err, ok error) error {
+	if errors.Is(err, ok) {
+		return nil
+	}
+	return err
 }
 
 // addFault records a fault besides the one the scenario's Fault returns.

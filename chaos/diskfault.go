@@ -174,6 +174,9 @@ func (c *procCluster) PowerLoss(node string) (faultfs.Loss, error) {
 
 // diskFaulter is c as a DiskFaulter, or an error wrapping ErrNotSupported.
 func diskFaulter(c Cluster) (DiskFaulter, error) {
+	if pc, ok := c.(pairCluster); ok {
+		c = pc.Cluster
+	}
 	d, ok := c.(DiskFaulter)
 	if !ok {
 		return nil, fmt.Errorf("disk faults need the process backend: %w", ErrNotSupported)

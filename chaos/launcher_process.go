@@ -455,7 +455,7 @@ func (c *procCluster) start(n *procNode) error {
 	}
 	if n.runningLocked() {
 		c.mu.Unlock()
-		return fmt.Errorf("chaos: start %s: already running", n.info.Name)
+		return fmt.Errorf("chaos: start %s: %w", n.info.Name, errNodeUp)
 	}
 	c.mu.Unlock()
 
@@ -535,7 +535,7 @@ func (c *procCluster) kill(n *procNode) error {
 	c.mu.Lock()
 	if !n.runningLocked() {
 		c.mu.Unlock()
-		return fmt.Errorf("chaos: kill %s: not running", n.info.Name)
+		return fmt.Errorf("chaos: kill %s: %w", n.info.Name, errNodeDown)
 	}
 	cmd, done := n.cmd, n.done
 	c.mu.Unlock()
@@ -582,7 +582,7 @@ func (c *procCluster) signal(node, name string, sig syscall.Signal, paused bool)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !n.runningLocked() {
-		return fmt.Errorf("chaos: %s %s: not running", name, node)
+		return fmt.Errorf("chaos: %s %s: %w", name, node, errNodeDown)
 	}
 	if err := n.cmd.Process.Signal(sig); err != nil {
 		return fmt.Errorf("chaos: %s %s (pid %d): %w", name, node, n.cmd.Process.Pid, err)

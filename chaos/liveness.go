@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 )
 
@@ -209,6 +210,7 @@ func livenessWindows(h History) []Window {
 			observed = op.End
 		}
 	}
+	segs := livenessSegments(h.Start, end, faults)
 	var out []Window
 	for _, node := range names {
 		st := newSendTimes(byNode[node])
@@ -230,30 +232,105 @@ func livenessWindows(h History) []Window {
 			w.Pass = pass && w.Hung == 0
 			out = append(out, w)
 		}
-		if len(faults) > 0 {
-			phase("", "before", "", h.Start, faults[0].effect(), b.Heal)
-		} else {
-			phase("", "before", "", h.Start, end, b.Heal)
-		}
-		for i, f := range faults {
-			healed := f.Heal
-			if healed.IsZero() {
-				healed = end
-			}
-			side, bound := "majority", b.Fault
-			if hits(f, node) {
-				side, bound = "hit", 0
-			}
-			phase(f.Name, "fault", side, f.effect(), healed, bound)
-			if f.Heal.IsZero() {
+		wasHit := false
+		for _, sg := range segs {
+			if len(sg.active) == 0 {
+				name := "heal"
+				if sg.before {
+					name = "before"
+				}
+				phase(sg.name, name, "", sg.from, sg.to, b.Heal)
+				wasHit = false
 				continue
 			}
-			next := end
-			if i+1 < len(faults) {
-				next = faults[i+1].effect()
+			hit := false
+			for _, f := range sg.active {
+				hit = hit || hits(f, node)
 			}
-			phase(f.Name, "heal", "", f.Heal, next, b.Heal)
+			// The nodes no active fault hit: the majority side, if
+			// they are a majority. Two faults at once can leave none
+			// (two of three nodes killed): then no node is held.
+			spared := 0
+			for _, n := range names {
+				hitN := false
+				for _, f := range sg.active {
+					hitN = hitN || hits(f, n)
+				}
+				if !hitN {
+					spared++
+				}
+			}
+			switch {
+			case hit:
+				phase(sg.name, "fault", "hit", sg.from, sg.to, 0)
+			case spared*2 <= len(names):
+				phase(sg.name, "fault", "no majority", sg.from, sg.to, 0)
+			case wasHit:
+				// Just freed from the other fault of a pair: it
+				// recovers as after a heal.
+				phase(sg.name, "fault", "majority", sg.from, sg.to, b.Heal)
+			default:
+				phase(sg.name, "fault", "majority", sg.from, sg.to, b.Fault)
+			}
+			wasHit = hit
 		}
+	}
+	return out
+}
+
+// segment is a stretch of the run with one set of active faults.
+type segment struct {
+	from, to time.Time
+	active   []Fault
+	name     string // the active faults' names, or the last healed one's
+	before   bool   // before the first fault
+}
+
+// livenessSegments cuts [start, end) at every fault's effect and heal:
+// one segment per stretch with the same faults in effect. Faults one
+// after the other give the phases "before", then per fault "fault" and
+// "heal"; overlapping ones (a pair) a segment for each combination, named
+// "A + B" while both are in effect.
+func livenessSegments(start, end time.Time, faults []Fault) []segment {
+	cuts := []time.Time{start, end}
+	for _, f := range faults {
+		cuts = append(cuts, f.effect())
+		if !f.Heal.IsZero() {
+			cuts = append(cuts, f.Heal)
+		}
+	}
+	slices.SortFunc(cuts, func(a, b time.Time) int { return a.Compare(b) })
+	var out []segment
+	for i := 0; i+1 < len(cuts); i++ {
+		lastHealed, healedAt := "", time.Time{}
+		from, to := cuts[i], cuts[i+1]
+		if !to.After(from) || from.Before(start) || !from.Before(end) {
+			continue
+		}
+		var active []Fault
+		var names []string
+		before := true
+		for _, f := range faults {
+			if !f.effect().After(from) {
+				before = false
+			}
+			if !f.effect().After(from) && (f.Heal.IsZero() || f.Heal.After(from)) {
+				active = append(active, f)
+				names = append(names, f.Name)
+			}
+			if !f.Heal.IsZero() && !f.Heal.After(from) && !f.Heal.Before(healedAt) {
+				lastHealed, healedAt = f.Name, f.Heal
+			}
+		}
+		name := strings.Join(names, " + ")
+		if len(active) == 0 {
+			name = lastHealed
+		}
+		if n := len(out); n > 0 && out[n-1].name == name && len(out[n-1].active) == len(active) && out[n-1].before == before {
+			out[n-1].to = to
+			continue
+		}
+		out = append(out, segment{from: from, to: to, active: active, name: name, before: before && len(active) == 0})
 	}
 	return out
 }

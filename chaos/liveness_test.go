@@ -121,3 +121,59 @@ func TestLivenessHungSend(t *testing.T) {
 		t.Fatalf("a send on the hit node unanswered 6.5 s after the heal: %q", r.Examples)
 	}
 }
+
+// TestLivenessPair: two faults at once. While both are in effect the
+// nodes neither hit are the majority side only if they are a majority (two
+// of three nodes killed leave none: nobody is held); a node freed from the
+// first fault while the second goes on is held to the heal bound.
+func TestLivenessPair(t *testing.T) {
+	pair := func(stalls map[string][][2]int) History {
+		h := History{Scenario: "pair", Start: at(0), End: at(30000), Faults: []Fault{
+			{Name: "kill n3", Target: "n3", Start: at(2000), Heal: at(12000)},
+			{Name: "kill n2", Target: "n2", Start: at(6000), Heal: at(20000)},
+		}}
+		for _, n := range []string{"n1", "n2", "n3"} {
+			h.Ops = append(h.Ops, probeOps(n, 0, 30000, stalls[n]...)...)
+		}
+		return h
+	}
+	cases := []struct {
+		name   string
+		stalls map[string][][2]int
+		fail   []string
+	}{
+		{"clean", nil, nil},
+		// n1 alone between 6 s and 12 s: no majority, not held.
+		{"no majority while both last", map[string][][2]int{"n1": {{6000, 12000}}, "n2": {{6000, 20000}}, "n3": {{2000, 12000}}}, nil},
+		// n3 freed at 12 s while n2 is still down: 4.5 s to recover is
+		// within the heal bound (5 s), not the fault bound (3 s).
+		{"freed node recovering", map[string][][2]int{"n3": {{2000, 16500}}}, nil},
+		{"freed node too slow", map[string][][2]int{"n3": {{2000, 18000}}}, []string{"n3: fault kill n2 (majority side)"}},
+		// n1 held while only one node is down.
+		{"majority stalled with one fault", map[string][][2]int{"n1": {{2000, 5500}}}, []string{"n1: fault kill n3 (majority side)"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := checkLiveness(pair(tc.stalls))
+			if r.Pass != (len(tc.fail) == 0) {
+				t.Fatalf("pass=%v, examples %q", r.Pass, r.Examples)
+			}
+			for _, want := range tc.fail {
+				found := false
+				for _, ex := range r.Examples {
+					found = found || strings.Contains(ex, want)
+				}
+				if !found {
+					t.Errorf("no violation %q in %q", want, r.Examples)
+				}
+			}
+		})
+	}
+	var names []string
+	for _, sg := range livenessSegments(at(0), at(30000), pair(nil).Faults) {
+		names = append(names, sg.name)
+	}
+	if got := strings.Join(names, "|"); got != "|kill n3|kill n3 + kill n2|kill n2|kill n2" {
+		t.Errorf("segments %q", got)
+	}
+}
