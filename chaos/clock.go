@@ -43,7 +43,7 @@ func clockScenario() Scenario {
 			if err != nil {
 				return Fault{}, err
 			}
-			f := Fault{Name: "clock skew", Target: leader + "," + follower, Start: time.Now()}
+			f := Fault{Name: "clock skew", Target: leader + "," + follower, Start: time.Now(), Skew: clockSkew}
 			heal := func() error {
 				return errors.Join(c.SkewClock(leader, 0), c.SkewClock(follower, 0))
 			}

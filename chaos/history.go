@@ -96,6 +96,10 @@ type Fault struct {
 	// the process was dead); zero = Start. Liveness is measured from it.
 	Effect time.Time `json:"effect,omitzero"`
 	Heal   time.Time `json:"heal"`
+	// Skew is how far ahead the fault set a node's wall clock (the
+	// clock-skew scenario); what that node scheduled by its clock (an
+	// outbound retry, a lease) may come that much later.
+	Skew time.Duration `json:"skew,omitempty"`
 }
 
 // effect is when f took effect.

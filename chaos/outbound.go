@@ -275,7 +275,22 @@ func checkOutbound(h History) CheckResult {
 	}
 	v := newOutboundView(h)
 	ix := &index{base: historyBase(h)}
-	notJudged := 0
+	notJudged, skewed := 0, 0
+	// A node whose clock ran ahead schedules retries and leases that much
+	// later (Raftmail's queue times are the proposer's wall clock): an
+	// entry waiting for such a time is explained, not stuck.
+	var skew time.Duration
+	for _, f := range h.Faults {
+		skew = max(skew, f.Skew)
+	}
+	waitEnd := h.End.Add(time.Duration(h.Outbound.WaitMillis) * time.Millisecond)
+	byClock := func(q QueueItem) bool {
+		later := q.NextAttempt
+		if q.LeaseUntil.After(later) {
+			later = q.LeaseUntil
+		}
+		return skew > 0 && later.After(waitEnd) && later.Sub(waitEnd) <= skew
+	}
 	for _, op := range v.acked {
 		got := v.received[op.ChaosID]
 		q, queued := v.queued[op.ChaosID]
@@ -287,6 +302,8 @@ func checkOutbound(h History) CheckResult {
 			case v.dsns[op.ChaosID][acctKey(op.From)]:
 			case queued && !h.Outbound.Healthy:
 				notJudged++
+			case queued && byClock(q):
+				skewed++
 			case queued:
 				c.add("%s: message %s to %s still queued %ds after the traffic, the cluster healthy: %s", ix.describeSend(op), op.ChaosID, op.Rcpt, h.Outbound.WaitMillis/1000, q)
 			default:
@@ -301,6 +318,8 @@ func checkOutbound(h History) CheckResult {
 			}
 		case queued && !h.Outbound.Healthy:
 			notJudged++
+		case queued && byClock(q):
+			skewed++
 		case queued:
 			c.add("%s: message %s to %s still queued %ds after the traffic, the cluster healthy: %s", ix.describeSend(op), op.ChaosID, op.Rcpt, h.Outbound.WaitMillis/1000, q)
 		default:
@@ -331,6 +350,9 @@ func checkOutbound(h History) CheckResult {
 	}
 	if notJudged > 0 {
 		c.info += fmt.Sprintf("; %d still queued, not judged: the cluster did not converge", notJudged)
+	}
+	if skewed > 0 {
+		c.info += fmt.Sprintf("; %d still queued for a retry or lease a node scheduled while its clock was up to %s ahead", skewed, skew)
 	}
 	return c.result()
 }

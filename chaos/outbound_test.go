@@ -115,6 +115,20 @@ func TestOutboundViolations(t *testing.T) {
 			h.Outbound.Drained, h.Outbound.Healthy = false, false
 			h.Outbound.Queue = []QueueItem{{ChaosID: "r1", Rcpt: "chaos-r1@remote.test", Status: "pending"}}
 		}, "1 still queued, not judged", true},
+		{"still queued for a retry a skewed clock scheduled", func(h *History) {
+			h.Outbound.Received = h.Outbound.Received[1:2]
+			h.Outbound.Drained = false
+			h.Faults = append(h.Faults, Fault{Name: "clock skew", Target: "n1,n2", Start: at(500), Heal: at(800), Skew: 10 * time.Minute})
+			next := h.End.Add(5 * time.Minute)
+			h.Outbound.Queue = []QueueItem{{ChaosID: "r1", Rcpt: "chaos-r1@remote.test", Status: "pending", Attempts: 1, NextAttempt: next}}
+		}, "1 still queued for a retry or lease a node scheduled while its clock was up to 10m0s ahead", true},
+		{"still queued past what the skew explains", func(h *History) {
+			h.Outbound.Received = h.Outbound.Received[1:2]
+			h.Outbound.Drained = false
+			h.Faults = append(h.Faults, Fault{Name: "clock skew", Target: "n1,n2", Start: at(500), Heal: at(800), Skew: 10 * time.Minute})
+			next := h.End.Add(15 * time.Minute)
+			h.Outbound.Queue = []QueueItem{{ChaosID: "r1", Rcpt: "chaos-r1@remote.test", Status: "pending", Attempts: 1, NextAttempt: next}}
+		}, "r1 to chaos-r1@remote.test still queued", false},
 		{"phantom", func(h *History) {
 			h.Outbound.Received = append(h.Outbound.Received, took("zz", RemoteDomain, "n1", 2000))
 		}, `phantom message "zz"`, false},
