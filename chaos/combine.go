@@ -39,6 +39,12 @@ func Combine(a, b Scenario) Scenario {
 			var errB error
 			done := make(chan struct{})
 			pc := pairCluster{c}
+			// The Env's own helpers (killFor, restartAfter, netFor) use
+			// e.Cluster: the same tolerance there, for as long as the
+			// pair runs.
+			orig := e.Cluster
+			e.Cluster = pairCluster{orig}
+			defer func() { e.Cluster = orig }()
 			go func() {
 				defer close(done)
 				if wait(ctx, e.Hold/2) != nil {

@@ -260,10 +260,11 @@ func livenessWindows(h History) []Window {
 					spared++
 				}
 			}
+			noMajority := spared*2 <= len(names)
 			switch {
 			case hit:
 				phase(sg.name, "fault", "hit", sg.from, sg.to, 0)
-			case spared*2 <= len(names):
+			case noMajority:
 				phase(sg.name, "fault", "no majority", sg.from, sg.to, 0)
 			case wasHit:
 				// Just freed from the other fault of a pair: it
@@ -272,7 +273,9 @@ func livenessWindows(h History) []Window {
 			default:
 				phase(sg.name, "fault", "majority", sg.from, sg.to, b.Fault)
 			}
-			wasHit = hit
+			// After a stretch with no majority every node recovers,
+			// as after a heal; so does one a fault hit.
+			wasHit = hit || noMajority
 		}
 	}
 	return out
