@@ -158,6 +158,21 @@ func (c *Command) Keyword() (string, error) {
 	return upper(b), nil
 }
 
+// PeekKeyword returns the keyword that comes next, in upper case, without
+// consuming it ("" if none): for a choice such as SEARCH's optional
+// RETURN and CHARSET before its keys.
+func (c *Command) PeekKeyword() string {
+	if c.start() != nil {
+		return ""
+	}
+	r := c.r
+	i := r.pos
+	for i < len(r.line) && isKeywordChar(r.line[i]) {
+		i++
+	}
+	return upper(r.line[r.pos:i])
+}
+
 // Flag reads a flag: "\" atom (system or extension flag) or a keyword
 // atom. "\*" is not a flag a client may send.
 func (c *Command) Flag() (string, error) {
