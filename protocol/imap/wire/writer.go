@@ -128,6 +128,7 @@ func (w *Writer) OpenCode(name string) *Writer {
 		w.bw.WriteByte('[')
 		w.space = false
 		w.atom(name, func(b byte) bool { return !isCTL(b) && b != ']' && b != '[' && b < 0x80 })
+		w.space = true
 	}
 	return w
 }
