@@ -182,8 +182,8 @@ func (w *Writer) Number(n uint32) *Writer { return w.Number64(uint64(n)) }
 func (w *Writer) Number64(n uint64) *Writer {
 	if w.err == nil {
 		w.sep()
-		var b [20]byte
-		w.bw.Write(strconv.AppendUint(b[:0], n, 10))
+		// AvailableBuffer: formatting in place costs no allocation.
+		w.bw.Write(strconv.AppendUint(w.bw.AvailableBuffer(), n, 10))
 	}
 	return w
 }
@@ -345,8 +345,7 @@ func (w *Writer) literalHeader(n int64, binary bool) {
 		w.bw.WriteByte('~')
 	}
 	w.bw.WriteByte('{')
-	var b [20]byte
-	w.bw.Write(strconv.AppendInt(b[:0], n, 10))
+	w.bw.Write(strconv.AppendInt(w.bw.AvailableBuffer(), n, 10))
 	w.bw.WriteString("}\r\n")
 }
 
