@@ -143,6 +143,14 @@ func TestNonSyncTooBigSkipped(t *testing.T) {
 	expectNext(t, r, "b", "NOOP")
 
 	r, _ = newTestReader(in, Limits{MaxLiteral: 1000, MaxNonSync: -1, MaxDiscard: 2000})
+	defer func() {
+		// Over LITERAL-'s bound and MaxDiscard: BYE at once, not BAD then BYE.
+		r, _ := newTestReader("a X {5000+}\r\n", Limits{MaxDiscard: 2000})
+		c := expectNext(t, r, "a", "X")
+		c.SP()
+		_, err := c.String()
+		wantErr(t, err, AnswerBYE, "TOOBIG", "a", "LITERAL-")
+	}()
 	c = expectNext(t, r, "a", "APPEND")
 	c.SP()
 	c.AString()
@@ -326,6 +334,10 @@ func TestReadLine(t *testing.T) {
 		t.Fatalf("%q %v", s, err)
 	}
 	_, err := r.ReadLine()
+	wantErr(t, err, AnswerNO, "TOOBIG", "", "too long")
+	// An over-long line that ends like a literal announces none.
+	r, _ = newTestReader(strings.Repeat("x", 200)+"{4+}\r\nDONE\r\n", Limits{MaxLine: 100})
+	_, err = r.ReadLine()
 	wantErr(t, err, AnswerNO, "TOOBIG", "", "too long")
 	if s, err := r.ReadLine(); err != nil || s != "DONE" {
 		t.Fatalf("%q %v", s, err)

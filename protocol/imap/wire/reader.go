@@ -55,6 +55,7 @@ type Reader struct {
 	err     error // the current command's parse error (sticky)
 	fatal   error
 	tail    []byte // the end of an over-long line, to find a literal there
+	plain   bool   // the line is ReadLine's: it announces no literal
 }
 
 // NewReader returns a Reader over br. cont may be nil: every synchronising
@@ -79,7 +80,7 @@ func (r *Reader) ReadCommand() (*Command, error) {
 	if err := r.resync(); err != nil {
 		return nil, err
 	}
-	r.used, r.args, r.depth, r.err = 0, 0, 0, nil
+	r.used, r.args, r.depth, r.err, r.plain = 0, 0, 0, nil, false
 	r.cmd.Tag, r.cmd.Name = "", ""
 	if err := r.readLine(true); err != nil {
 		return nil, err
@@ -120,6 +121,7 @@ func (r *Reader) ReadLine() (string, error) {
 		return "", err
 	}
 	r.used, r.lit, r.err, r.cmd.Tag = 0, litAnn{}, nil, ""
+	r.plain = true // an over-long line's end is text, not a literal
 	if err := r.readLine(true); err != nil {
 		if e := AsError(err); e != nil {
 			e.Tag = "" // the line is not a command: no tag
@@ -328,7 +330,7 @@ func (r *Reader) resync() error {
 			t := bytes.TrimSuffix(bytes.TrimSuffix(r.tail, []byte("\n")), []byte("\r"))
 			a := findLiteral(t)
 			r.tail = r.tail[:0]
-			if !a.ok || a.sync {
+			if !a.ok || a.sync || r.plain {
 				r.state = stIdle
 				continue
 			}
@@ -422,15 +424,20 @@ func (r *Reader) openLiteral(max int64, buffered bool) (litAnn, error) {
 		tooBig = true
 	}
 	if !a.sync {
+		// The client sent it without waiting: a refused one is skipped by
+		// resync, or, if that is too much to read, the connection closed.
+		var refuse *Error
 		if r.lim.MaxNonSync >= 0 && a.n > r.lim.MaxNonSync {
-			// RFC 7888 section 4: the client sent it anyway; resync skips it.
-			return a, r.fail(&Error{Answer: AnswerBAD, Code: "TOOBIG", Text: "Non-synchronizing literal too large; use {n} (LITERAL-)"})
+			// RFC 7888 section 4 (LITERAL-).
+			refuse = &Error{Answer: AnswerBAD, Code: "TOOBIG", Text: "Non-synchronizing literal too large; use {n} (LITERAL-)"}
+		} else if tooBig {
+			refuse = &Error{Answer: AnswerNO, Code: "TOOBIG", Text: "Literal too large"}
 		}
-		if tooBig {
+		if refuse != nil {
 			if a.n > r.lim.MaxDiscard {
-				return a, r.fail(&Error{Answer: AnswerBYE, Code: "TOOBIG", Text: "Literal too large"})
+				refuse.Answer = AnswerBYE
 			}
-			return a, r.fail(&Error{Answer: AnswerNO, Code: "TOOBIG", Text: "Literal too large"})
+			return a, r.fail(refuse)
 		}
 	} else {
 		if tooBig {

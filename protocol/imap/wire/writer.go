@@ -94,12 +94,15 @@ func (w *Writer) Tagged(tag string) *Writer {
 	return w
 }
 
-// Continuation writes a whole "+ text" line.
+// Continuation writes a whole "+ text" line. text may be empty: "+ " is
+// AUTHENTICATE's empty challenge.
 func (w *Writer) Continuation(text string) *Writer {
 	if w.err == nil {
 		w.bw.WriteString("+ ")
 		w.space = false
-		w.text(text)
+		if text != "" {
+			w.text(text)
+		}
 		w.CRLF()
 	}
 	return w
@@ -356,6 +359,9 @@ func (w *Writer) literalHeader(n int64, binary bool) {
 func (w *Writer) Literal(r io.Reader, size int64, binary bool) *Writer {
 	if w.err != nil {
 		return w
+	}
+	if size < 0 {
+		return w.fail(fmt.Errorf("%w: literal of %d octets", ErrInvalid, size))
 	}
 	w.literalHeader(size, binary)
 	n, err := io.Copy(w.bw, io.LimitReader(r, size))

@@ -25,6 +25,8 @@ func TestWriter(t *testing.T) {
 			w.Untagged().Atom("OK").OpenCode("PERMANENTFLAGS").Flags([]string{`\Deleted`, `\Seen`, `\*`}).CloseCode().Text("Limited").CRLF()
 		}, "* OK [PERMANENTFLAGS (\\Deleted \\Seen \\*)] Limited\r\n", false},
 		{"continuation", func(w *Writer) { w.Continuation("Ready for literal data") }, "+ Ready for literal data\r\n", false},
+		{"empty challenge", func(w *Writer) { w.Continuation("") }, "+ \r\n", false},
+		{"negative literal", func(w *Writer) { w.Untagged().Literal(strings.NewReader(""), -1, false) }, "", true},
 		{"text sanitised", func(w *Writer) { w.Status("a", "NO", "", "bad\r\n* OK injected") }, "a NO bad  * OK injected\r\n", false},
 		{"empty text", func(w *Writer) { w.Status("a", "OK", "", "") }, "a OK .\r\n", false},
 		{"fetch", func(w *Writer) {
