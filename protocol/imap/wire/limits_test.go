@@ -46,6 +46,9 @@ func TestSyncLiteralContinuation(t *testing.T) {
 		t.Fatalf("continuations %v", *conts)
 	}
 	expectNext(t, r, "b", "NOOP")
+	if r.Buffered() != 0 {
+		t.Fatalf("Buffered %d after the last command", r.Buffered())
+	}
 }
 
 func TestSyncLiteralTooBig(t *testing.T) {

@@ -495,3 +495,8 @@ func (l *literalReader) Read(p []byte) (int, error) {
 	}
 	return n, nil
 }
+
+// Buffered returns how many bytes of client input are already read and
+// waiting: a session flushes its responses when it is zero (no
+// pipelined command to answer first).
+func (r *Reader) Buffered() int { return r.br.Buffered() }
