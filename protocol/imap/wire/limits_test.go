@@ -6,6 +6,7 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"testing/iotest"
 )
 
 // expectNext reads the next command and requires its tag and name.
@@ -355,5 +356,64 @@ func itoa(n int) string {
 		if n == 0 {
 			return string(b)
 		}
+	}
+}
+
+func TestLineLimitExact(t *testing.T) {
+	for _, eol := range []string{"\r\n", "\n"} {
+		ok := "a X " + strings.Repeat("y", 16) // 20 octets
+		r, _ := newTestReader(ok+eol+ok+"y"+eol+"b NOOP"+eol, Limits{MaxLine: 20})
+		c := expectNext(t, r, "a", "X")
+		c.SP()
+		if _, err := c.Atom(); err != nil {
+			t.Fatalf("%q: %v", eol, err)
+		}
+		_, err := r.ReadCommand()
+		wantErr(t, err, AnswerNO, "TOOBIG", "a", "too long")
+		expectNext(t, r, "b", "NOOP")
+	}
+}
+
+func TestSharedErrorNotModified(t *testing.T) {
+	shared := &Error{Answer: AnswerNO, Code: "OVERQUOTA", Text: "Quota exceeded"}
+	r := NewReader(bufio.NewReader(strings.NewReader("a7 APPEND INBOX {20}\r\n")), Limits{}, func(int64) error { return shared })
+	c := expectNext(t, r, "a7", "APPEND")
+	c.SP()
+	c.AString()
+	c.SP()
+	_, err := c.Literal(0)
+	wantErr(t, err, AnswerNO, "OVERQUOTA", "a7", "Quota")
+	if shared.Tag != "" {
+		t.Fatal("the caller's error was given a tag")
+	}
+}
+
+// The transcripts give the same result when the client's bytes arrive one
+// at a time.
+func TestTranscriptOneByteAtATime(t *testing.T) {
+	in := "a LOGIN {4}\r\nfred \"x\"\r\nb APPEND INBOX (\\Seen) {5+}\r\nhello\r\n" +
+		"c FETCH 1 (BODY.PEEK[HEADER.FIELDS (A {1+}\r\nB)]<0.1>)\r\nd X " + strings.Repeat("q", 200) + " {3+}\r\nabc\r\ne NOOP\r\n"
+	want := []string{`a LOGIN user="fred" pass="x"`, `b APPEND "INBOX" flags=(\Seen) msg+="hello"`,
+		`c FETCH 1 BODY.PEEK[HEADER.FIELDS (A B)]<0.1>`, "d NO [TOOBIG]", "e NOOP"}
+	r := NewReader(bufio.NewReaderSize(iotest.OneByteReader(strings.NewReader(in)), 16), Limits{MaxLine: 100}, nil)
+	var got []string
+	for {
+		d, err := dispatch(r)
+		if err == io.EOF {
+			break
+		}
+		if e := AsError(err); e != nil {
+			code := ""
+			if e.Code != "" {
+				code = " [" + e.Code + "]"
+			}
+			d = e.Tag + " " + e.Answer.String() + code
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, d)
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }

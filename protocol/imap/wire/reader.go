@@ -23,6 +23,7 @@ const (
 	stPartial         // the rest of an over-long line is still to be read
 	stLiteral         // a literal is being streamed; r.litLeft octets unread
 	stAfterLit        // a literal was read; the line after it is not
+	stAfterLine       // an over-long line was read to its end; a literal it announces (r.tail) is left
 	stFailed          // a BYE was given; every read returns r.fatal
 )
 
@@ -170,8 +171,11 @@ func knownOrString(b []byte) string {
 // fail records err as the current command's error and returns it.
 func (r *Reader) fail(err error) error {
 	if e := AsError(err); e != nil {
-		if e.Tag == "" {
-			e.Tag = r.cmd.Tag
+		if e.Tag == "" && r.cmd.Tag != "" {
+			// A copy: e may be a caller's shared value.
+			cp := *e
+			cp.Tag = r.cmd.Tag
+			e, err = &cp, &cp
 		}
 		if e.Answer == AnswerBYE {
 			r.state, r.fatal = stFailed, e
@@ -228,15 +232,21 @@ func (r *Reader) readLine(first bool) error {
 	if n := len(r.line); n > 0 && r.line[n-1] == '\r' {
 		r.line = r.line[:n-1]
 	}
+	if len(r.line) > room { // by the octet a bare LF saved
+		r.tail = append(r.tail[:0], r.line[max(0, len(r.line)-32):]...)
+		r.line = r.line[:room]
+		r.state = stAfterLine
+		if first {
+			r.pos = 0
+			r.cmd.Tag = string(r.take(isTagChar))
+		}
+		return r.fail(&Error{Answer: AnswerNO, Code: "TOOBIG", Text: "Command line too long"})
+	}
 	r.used += len(r.line)
 	r.lit = findLiteral(r.line)
 	r.state = stLine
 	return nil
 }
-
-// stAfterLine: an over-long line was read to its end; only a literal it
-// announces (r.tail) is left to skip.
-const stAfterLine = stFailed + 1
 
 func (r *Reader) setTail(chunk []byte) {
 	const keep = 32
