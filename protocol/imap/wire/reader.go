@@ -18,13 +18,13 @@ type ContinueFunc func(size int64) error
 
 // reader states.
 const (
-	stIdle     = iota // no command in progress (the last one ended or was skipped)
-	stLine            // a line of the command is in r.line, parsed up to r.pos
-	stPartial         // the rest of an over-long line is still to be read
-	stLiteral         // a literal is being streamed; r.litLeft octets unread
-	stAfterLit        // a literal was read; the line after it is not
-	stAfterLine       // an over-long line was read to its end; a literal it announces (r.tail) is left
-	stFailed          // a BYE was given; every read returns r.fatal
+	stIdle      = iota // no command in progress (the last one ended or was skipped)
+	stLine             // a line of the command is in r.line, parsed up to r.pos
+	stPartial          // the rest of an over-long line is still to be read
+	stLiteral          // a literal is being streamed; r.litLeft octets unread
+	stAfterLit         // a literal was read; the line after it is not
+	stAfterLine        // an over-long line was read to its end; a literal it announces (r.tail) is left
+	stFailed           // a BYE was given; every read returns r.fatal
 )
 
 // litAnn is a literal announced at the end of a line: ~{n+}.

@@ -31,7 +31,7 @@ func TestWriter(t *testing.T) {
 		{"empty text", func(w *Writer) { w.Status("a", "OK", "", "") }, "a OK .\r\n", false},
 		{"fetch", func(w *Writer) {
 			w.Untagged().Number(12).Atom("FETCH").Open().Atom("UID").Number(7).Atom("FLAGS").Flags(nil).
-				Atom("MODSEQ").Open().Number64(1<<63 - 1).Close().
+				Atom("MODSEQ").Open().Number64(1<<63-1).Close().
 				Atom("BODY[HEADER.FIELDS").Open().AString("FROM").Close().Raw("]").String("From: a\r\n\r\n").
 				Atom("ENVELOPE").Open().NString("", false).NString("x\"y\\", true).Close().Close().CRLF()
 		}, "* 12 FETCH (UID 7 FLAGS () MODSEQ (9223372036854775807) BODY[HEADER.FIELDS (FROM)] {11}\r\nFrom: a\r\n\r\n ENVELOPE (NIL \"x\\\"y\\\\\"))\r\n", false},
@@ -46,7 +46,9 @@ func TestWriter(t *testing.T) {
 		{"atom with CR", func(w *Writer) { w.Untagged().Atom("a\r") }, "", true},
 		{"bad tag", func(w *Writer) { w.Tagged("a+b") }, "", true},
 		{"raw with LF", func(w *Writer) { w.Untagged().Raw("\n") }, "", true},
-		{"seqset", func(w *Writer) { w.Untagged().Atom("VANISHED").SeqSet(SeqSet{Ranges: []SeqRange{{1, 3}, {7, 7}, {9, 0}}}).CRLF() }, "* VANISHED 1:3,7,9:*\r\n", false},
+		{"seqset", func(w *Writer) {
+			w.Untagged().Atom("VANISHED").SeqSet(SeqSet{Ranges: []SeqRange{{1, 3}, {7, 7}, {9, 0}}}).CRLF()
+		}, "* VANISHED 1:3,7,9:*\r\n", false},
 		{"literal stream", func(w *Writer) {
 			w.Untagged().Number(1).Atom("FETCH").Open().Atom("BINARY[]").Literal(strings.NewReader("a\x00bc"), 4, true).Close().CRLF()
 		}, "* 1 FETCH (BINARY[] ~{4}\r\na\x00bc)\r\n", false},
