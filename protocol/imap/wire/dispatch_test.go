@@ -207,11 +207,11 @@ func fetchAtt(c *Command, out *strings.Builder) error {
 
 func hStore(c *Command, out *strings.Builder) error {
 	c.SP()
-	set, err := c.SeqSet()
+	set, _ := c.SeqSet()
 	fmt.Fprintf(out, " %s", set)
 	c.SP()
 	if p, _ := c.Peek(); p == '(' { // RFC 7162 UNCHANGEDSINCE
-		err = c.List(func() error {
+		c.List(func() error {
 			k, _ := c.Keyword()
 			c.SP()
 			m, err := c.Number64()
@@ -255,7 +255,7 @@ func hSearch(c *Command, out *strings.Builder) error {
 	if !searchReturn(c, out) {
 		return c.Err()
 	}
-	return searchKeys(c, out, true)
+	return searchKeys(c, out)
 }
 
 // searchReturn reads an optional ESEARCH RETURN (...) and CHARSET; it
@@ -287,7 +287,7 @@ func searchReturn(c *Command, out *strings.Builder) bool {
 }
 
 // searchKeys reads search-key *(SP search-key).
-func searchKeys(c *Command, out *strings.Builder, top bool) error {
+func searchKeys(c *Command, out *strings.Builder) error {
 	for {
 		if err := searchKey(c, out); err != nil {
 			return err
@@ -304,7 +304,7 @@ func searchKey(c *Command, out *strings.Builder) error {
 	switch {
 	case p == '(':
 		out.WriteString(" (")
-		err := c.Paren(func() error { return searchKeys(c, out, false) })
+		err := c.Paren(func() error { return searchKeys(c, out) })
 		out.WriteString(" )")
 		return err
 	case p == '*' || p == '$' || isDigit(p):
@@ -525,7 +525,7 @@ func hSort(c *Command, out *strings.Builder) error {
 		return err
 	}
 	c.SP()
-	return searchKeys(c, out, true)
+	return searchKeys(c, out)
 }
 
 func hThread(c *Command, out *strings.Builder) error {
@@ -538,7 +538,7 @@ func hThread(c *Command, out *strings.Builder) error {
 		return err
 	}
 	c.SP()
-	return searchKeys(c, out, true)
+	return searchKeys(c, out)
 }
 
 func hList(c *Command, out *strings.Builder) error {

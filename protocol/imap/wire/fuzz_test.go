@@ -3,9 +3,11 @@ package wire
 import (
 	"bufio"
 	"bytes"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
+	"testing/iotest"
 )
 
 // countingReader counts what the Reader consumed, to prove progress.
@@ -44,36 +46,66 @@ func FuzzReadCommand(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		cr := &countingReader{r: bytes.NewReader(data)}
-		r := NewReader(bufio.NewReaderSize(cr, 16), fuzzLimits, nil)
-		var fatal error
-		for i := 0; ; i++ {
-			if i > len(data)+2 {
-				t.Fatalf("no progress after %d commands of %d bytes", i, len(data))
-			}
-			before := cr.n
-			_, err := dispatch(r)
-			if cap(r.line) > 4*fuzzLimits.MaxLine+64 {
-				t.Fatalf("line buffer grew to %d", cap(r.line))
-			}
-			if fatal != nil {
-				if err != fatal {
-					t.Fatalf("after %v, the reader said %v", fatal, err)
-				}
-				return
-			}
-			if e := AsError(err); e != nil {
-				if e.Fatal() {
-					fatal = err
-				}
-				continue
-			}
-			if err != nil {
-				return // EOF or a cut literal
-			}
-			_ = before
+		// The same answers however the input is cut into reads.
+		small := fuzzTranscript(t, data, 16, false)
+		large := fuzzTranscript(t, data, 4096, false)
+		if small != large {
+			t.Fatalf("16-byte buffer:\n%s\n4096-byte buffer:\n%s", small, large)
+		}
+		if one := fuzzTranscript(t, data, 16, true); one != small {
+			t.Fatalf("whole reads:\n%s\none byte at a time:\n%s", small, one)
 		}
 	})
+}
+
+// fuzzTranscript dispatches every command of data, with a continuation
+// that refuses every literal whose size is a multiple of 7, and describes
+// the outcome; it fails t on a lack of progress, an unbounded buffer or a
+// reader that goes on after a BYE.
+func fuzzTranscript(t *testing.T, data []byte, bufSize int, oneByte bool) string {
+	var src io.Reader = bytes.NewReader(data)
+	if oneByte {
+		src = iotest.OneByteReader(src)
+	}
+	cr := &countingReader{r: src}
+	var out strings.Builder
+	r := NewReader(bufio.NewReaderSize(cr, bufSize), fuzzLimits, func(n int64) error {
+		fmt.Fprintf(&out, "+%d\n", n)
+		if n%7 == 0 {
+			return &Error{Answer: AnswerNO, Code: "OVERQUOTA", Text: "no"}
+		}
+		return nil
+	})
+	var fatal error
+	for i := 0; ; i++ {
+		if i > len(data)+2 {
+			t.Fatalf("no progress after %d commands of %d bytes", i, len(data))
+		}
+		d, err := dispatch(r)
+		if cap(r.line) > 4*fuzzLimits.MaxLine+64 {
+			t.Fatalf("line buffer grew to %d", cap(r.line))
+		}
+		if fatal != nil {
+			if err != fatal {
+				t.Fatalf("after %v, the reader said %v", fatal, err)
+			}
+			return out.String()
+		}
+		if e := AsError(err); e != nil {
+			fmt.Fprintf(&out, "%s %s [%s] %s\n", e.Tag, e.Answer, e.Code, e.Text)
+			if e.Fatal() {
+				fatal = err
+			}
+			continue
+		}
+		if err != nil {
+			// EOF or a cut literal: the error text may name how far a
+			// read got, which depends on the cuts.
+			fmt.Fprintf(&out, "end %v\n", err == io.EOF)
+			return out.String()
+		}
+		out.WriteString(d + "\n")
+	}
 }
 
 func FuzzWriteRead(f *testing.F) {

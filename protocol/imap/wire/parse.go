@@ -1,7 +1,6 @@
 package wire
 
 import (
-	"fmt"
 	"io"
 	"strconv"
 	"time"
@@ -627,5 +626,3 @@ func isListChar(b byte) bool    { return isAStringChar(b) || b == '%' || b == '*
 func isKeywordChar(b byte) bool {
 	return isDigit(b) || isAlpha(b) || b == '.' || b == '-' || b == '_'
 }
-
-var _ = fmt.Sprintf

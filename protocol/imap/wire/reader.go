@@ -197,17 +197,24 @@ func (r *Reader) readLine(first bool) error {
 		if len(r.line)+len(chunk) > room+2 {
 			// Over the limit: keep what fits (for the tag), remember the
 			// end, and skip the rest when resynchronising.
+			// The tail spans the read before: "{12" may end one read
+			// and "+}" start the next.
+			r.tail = append(r.tail[:0], r.line[max(0, len(r.line)-32):]...)
+			r.setTail(chunk)
 			keep := max(0, min(len(chunk), room-len(r.line)))
 			r.line = append(r.line, chunk[:keep]...)
-			r.tail = r.tail[:0]
-			r.setTail(chunk)
 			switch err {
 			case nil: // the line ends in this chunk
 				r.state = stAfterLine
 			case bufio.ErrBufferFull:
 				r.state = stPartial
 			default:
-				return r.ioFail(err)
+				if err != io.EOF {
+					return r.ioFail(err)
+				}
+				// Answer as if more were to come: the same answer
+				// whatever the reads' sizes; the next read ends it.
+				r.state = stPartial
 			}
 			if first {
 				r.pos = 0
