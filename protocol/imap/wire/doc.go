@@ -33,7 +33,7 @@
 //	                    search-key and option names (upper-cased)
 //	Flag                flag: "\" atom or atom
 //	Number, NZNumber    number, nz-number (32 bits)
-//	Number64            number64 (up to 2^63-1: mod-sequence-value, RFC 7162)
+//	Number64, NZNumber64 number64 (up to 2^63-1: mod-sequence-valzer, -value, RFC 7162)
 //	Quoted              quoted, with \" and \\ only; UTF-8 allowed (RFC 9051 QUOTED-CHAR)
 //	String              quoted / literal ({n} or {n+}, RFC 7888)
 //	AString, NString    astring, nstring (NIL)

@@ -118,6 +118,10 @@ func TestNumbers(t *testing.T) {
 		{"9223372036854775808", nil, "out of range"},
 		{"18446744073709551616", nil, "out of range"},
 	})
+	runGrammar(t, "NZNumber64", func(c *Command) (any, error) { return c.NZNumber64() }, []grammarCase{
+		{"12121230045", uint64(12121230045), ""},
+		{"0", nil, "non-zero"},
+	})
 }
 
 func TestQuotedAndStrings(t *testing.T) {

@@ -209,6 +209,15 @@ func (c *Command) NZNumber() (uint32, error) {
 // Number64 reads a number64 (0 to 2^63-1: a MODSEQ, RFC 9051 and RFC 7162).
 func (c *Command) Number64() (uint64, error) { return c.number(1<<63 - 1) }
 
+// NZNumber64 reads a non-zero number64 (mod-sequence-value, RFC 7162).
+func (c *Command) NZNumber64() (uint64, error) {
+	v, err := c.Number64()
+	if err == nil && v == 0 {
+		return 0, c.r.fail(c.bad("Expected a non-zero number"))
+	}
+	return v, err
+}
+
 func (c *Command) number(max uint64) (uint64, error) {
 	b, err := c.token("a number", isDigit)
 	if err != nil {
