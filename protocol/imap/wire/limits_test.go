@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"io"
+	"runtime"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -416,4 +417,46 @@ func TestTranscriptOneByteAtATime(t *testing.T) {
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
+}
+
+// byteRepeater yields the same byte forever.
+type byteRepeater byte
+
+func (b byteRepeater) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = byte(b)
+	}
+	return len(p), nil
+}
+
+// A streamed literal is never held in memory: 16 MiB pass through with
+// allocations of a few KiB.
+func TestStreamedLiteralNotBuffered(t *testing.T) {
+	const size = 16 << 20
+	in := io.MultiReader(strings.NewReader("a APPEND INBOX {16777216}\r\n"),
+		io.LimitReader(byteRepeater('x'), size), strings.NewReader("\r\nb NOOP\r\n"))
+	r := NewReader(bufio.NewReader(in), Limits{}, nil)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	c := expectNext(t, r, "a", "APPEND")
+	c.SP()
+	c.AString()
+	c.SP()
+	l, err := c.Literal(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := io.CopyBuffer(io.Discard, struct{ io.Reader }{l}, make([]byte, 32<<10))
+	if err != nil || n != size {
+		t.Fatalf("%d %v", n, err)
+	}
+	if err := c.End(); err != nil {
+		t.Fatal(err)
+	}
+	runtime.ReadMemStats(&after)
+	if d := after.TotalAlloc - before.TotalAlloc; d > 256<<10 {
+		t.Fatalf("streaming %d octets allocated %d", size, d)
+	}
+	expectNext(t, r, "b", "NOOP")
 }
