@@ -107,6 +107,15 @@ func hSelect(c *Command, out *strings.Builder) error {
 				})
 			})
 		}
+		if strings.HasPrefix(name, "X-") { // RFC 4466: an extension's parameter, read generically
+			if !c.HasExtValue() {
+				return nil
+			}
+			c.SP()
+			v, err := c.ExtValue()
+			out.WriteString("=" + v.String())
+			return err
+		}
 		return c.Fail("Unknown SELECT parameter %s", name)
 	})
 }

@@ -44,6 +44,7 @@
 //	                    store-modifiers), search-key groups, ID's parameter list
 //	Literal             literal / literal8 (~{n}, RFC 3516), streamed
 //	DateTime, Date      date-time (APPEND), date (SEARCH)
+//	ExtValue, HasExtValue RFC 4466 tagged-ext-val, read generically
 //
 // The tests hold a miniature dispatcher (dispatch_test.go) that reads
 // LOGIN, SELECT/EXAMINE with CONDSTORE and QRESYNC, FETCH and UID FETCH

@@ -293,3 +293,19 @@ func TestCommandLine(t *testing.T) {
 		t.Errorf("cut line: %v, want unexpected EOF", err)
 	}
 }
+
+func TestExtValue(t *testing.T) {
+	runGrammar(t, "ExtValue", func(c *Command) (any, error) {
+		v, err := c.ExtValue()
+		return v.String(), err
+	}, []grammarCase{
+		{"1:5,7:*", "1:5,7:*", ""},
+		{"12345678901", "12345678901", ""},
+		{"$", "$", ""},
+		{"()", "()", ""},
+		{`(a (b "c d") {2}` + "\r\nef)", `(a (b "c d") ef)`, ""},
+		{"((((()))))", "((((()))))", ""},
+		{"abc", nil, "Expected a number or sequence set"},
+		{"(a", nil, `Expected ')'`},
+	})
+}
