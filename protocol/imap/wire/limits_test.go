@@ -460,3 +460,60 @@ func TestStreamedLiteralNotBuffered(t *testing.T) {
 	}
 	expectNext(t, r, "b", "NOOP")
 }
+
+func TestCutLiteral(t *testing.T) {
+	// The client goes away inside a literal: an I/O error, for good.
+	r, _ := newTestReader("a APPEND INBOX {10}\r\nabc", Limits{})
+	c := expectNext(t, r, "a", "APPEND")
+	c.SP()
+	c.AString()
+	c.SP()
+	l, _ := c.Literal(0)
+	if _, err := io.ReadAll(l); !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Fatalf("%v", err)
+	}
+	if _, err := r.ReadCommand(); !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Fatalf("after: %v", err)
+	}
+
+	r, _ = newTestReader("a LOGIN {10}\r\nabc", Limits{})
+	c = expectNext(t, r, "a", "LOGIN")
+	c.SP()
+	if _, err := c.AString(); !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Fatalf("%v", err)
+	}
+
+	// Unread and cut: the skip fails the same way.
+	r, _ = newTestReader("a APPEND INBOX {10}\r\nabc", Limits{})
+	c = expectNext(t, r, "a", "APPEND")
+	c.SP()
+	c.AString()
+	c.SP()
+	c.Literal(0)
+	if _, err := r.ReadCommand(); !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Fatalf("%v", err)
+	}
+}
+
+func TestLiteralCallerBound(t *testing.T) {
+	r, _ := newTestReader("a APPEND INBOX {20}\r\nb NOOP\r\n", Limits{})
+	c := expectNext(t, r, "a", "APPEND")
+	c.SP()
+	c.AString()
+	c.SP()
+	if !c.IsLiteral() || c.AtEnd() || c.Depth() != 0 {
+		t.Fatal("literal not seen")
+	}
+	_, err := c.Literal(10)
+	wantErr(t, err, AnswerNO, "TOOBIG", "a", "too large")
+	if c.Err() != err {
+		t.Fatal("Err is not the first error")
+	}
+	if got := AsError(err).Error(); got != "imap: NO [TOOBIG] Literal too large" {
+		t.Fatalf("%q", got)
+	}
+	c = expectNext(t, r, "b", "NOOP")
+	if !c.AtEnd() {
+		t.Fatal("NOOP has arguments?")
+	}
+}
