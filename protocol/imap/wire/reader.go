@@ -108,7 +108,7 @@ func (r *Reader) ReadCommand() (*Command, error) {
 		if len(sub) == 0 {
 			return nil, r.fail(c.bad("Missing command after UID"))
 		}
-		c.Name = "UID " + upper(sub)
+		c.Name = uidName(upper(sub))
 	}
 	return c, nil
 }
@@ -160,6 +160,22 @@ var knownNames = func() map[string]string {
 	}
 	return m
 }()
+
+// uidNames are the "UID x" names, made once.
+var uidNames = func() map[string]string {
+	m := map[string]string{}
+	for _, s := range []string{"FETCH", "STORE", "SEARCH", "COPY", "MOVE", "EXPUNGE", "SORT", "THREAD"} {
+		m[s] = "UID " + s
+	}
+	return m
+}()
+
+func uidName(sub string) string {
+	if n, ok := uidNames[sub]; ok {
+		return n
+	}
+	return "UID " + sub
+}
 
 func knownOrString(b []byte) string {
 	if s, ok := knownNames[string(b)]; ok { // no allocation for the lookup
