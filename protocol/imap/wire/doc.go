@@ -122,7 +122,9 @@
 //	}
 //
 // A handler reads all its arguments and calls End before it acts, so a
-// syntax error never leaves a command half done.
+// syntax error never leaves a command half done. Each refused command
+// costs the client a line at most, so the session, not the Reader,
+// closes a connection after a run of BADs.
 //
 // # Writer
 //
