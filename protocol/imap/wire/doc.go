@@ -122,9 +122,9 @@
 //	}
 //
 // A handler reads all its arguments and calls End before it acts, so a
-// syntax error never leaves a command half done. Each refused command
-// costs the client a line at most, so the session, not the Reader,
-// closes a connection after a run of BADs.
+// syntax error never leaves a command half done. The Reader never gives
+// up on a client for bad syntax alone: closing a connection after a run
+// of BADs is the session's decision.
 //
 // # Writer
 //
