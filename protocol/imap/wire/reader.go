@@ -57,6 +57,7 @@ type Reader struct {
 	fatal   error
 	tail    []byte // the end of an over-long line, to find a literal there
 	plain   bool   // the line is ReadLine's: it announces no literal
+	skipped int64  // octets of an over-long line read past MaxLine, against MaxDiscard
 }
 
 // NewReader returns a Reader over br. cont may be nil: every synchronising
@@ -219,6 +220,7 @@ func (r *Reader) readLine(first bool) error {
 			r.setTail(chunk)
 			keep := max(0, min(len(chunk), room-len(r.line)))
 			r.line = append(r.line, chunk[:keep]...)
+			r.skipped = int64(len(chunk) - keep)
 			switch err {
 			case nil: // the line ends in this chunk
 				r.state = stAfterLine
@@ -257,6 +259,7 @@ func (r *Reader) readLine(first bool) error {
 	}
 	if len(r.line) > room { // by the octet a bare LF saved
 		r.tail = append(r.tail[:0], r.line[max(0, len(r.line)-32):]...)
+		r.skipped = int64(len(r.line) - room)
 		r.line = r.line[:room]
 		r.state = stAfterLine
 		if first {
@@ -317,7 +320,11 @@ func findLiteral(line []byte) litAnn {
 // literals it announces and the lines after them. A synchronising literal
 // ends the skipping: the client waits for a "+" it will not get.
 func (r *Reader) resync() error {
-	budget := r.lim.MaxDiscard
+	budget := r.lim.MaxDiscard - r.skipped
+	r.skipped = 0
+	if budget < 0 {
+		return r.bye()
+	}
 	for {
 		switch r.state {
 		case stIdle:
