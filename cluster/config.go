@@ -67,7 +67,7 @@ type Config struct {
 	// LogStallTimeout: a Raft log write that has not returned after this
 	// long makes the node send no appends or heartbeats until it returns
 	// (disk.go, "A hung disk"), so that a leader on a hung disk loses its
-	// leadership instead of holding the cluster; 0 = 1.5s.
+	// leadership instead of holding the cluster; 0 = 1s.
 	LogStallTimeout time.Duration
 	// CommitTimeout is how soon after the last append the leader tells
 	// followers the new commit index when no further entries flow (raft
@@ -139,7 +139,7 @@ func (c *Config) setDefaults() {
 		c.CommitTimeout = 5 * time.Millisecond
 	}
 	if c.LogStallTimeout == 0 {
-		c.LogStallTimeout = 1500 * time.Millisecond
+		c.LogStallTimeout = time.Second
 	}
 	if c.SnapshotThreshold == 0 {
 		c.SnapshotThreshold = 8192

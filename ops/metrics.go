@@ -38,7 +38,7 @@ func newNodeCollector(n *cluster.Node) *nodeCollector {
 		diskRefusals: prometheus.NewDesc("raftmail_disk_floor_refusals_total", "Messages and blob copies refused because free space was below the floor.", nil, l),
 		storeFailed:  prometheus.NewDesc("raftmail_storage_failed", "1 once the store met a write error it cannot go on from (the node is stopping).", nil, l),
 		logFailures:  prometheus.NewDesc("raftmail_raft_log_write_failures_total", "Raft log appends that failed (a full or failing disk).", nil, l),
-		logStalls:    prometheus.NewDesc("raftmail_raft_log_write_stalls_total", "Raft log appends that hung longer than the stall timeout (1.5s): meanwhile the node sent no heartbeats, so a leader lost its leadership.", nil, l),
+		logStalls:    prometheus.NewDesc("raftmail_raft_log_write_stalls_total", "Raft log appends that hung longer than the stall timeout (1s): meanwhile the node sent no heartbeats, so a leader lost its leadership.", nil, l),
 	}
 }
 
