@@ -78,20 +78,27 @@ func cmpOr(a, b string) string {
 // outsideQueue lists the queue entries of outside domains, one item per
 // recipient there; nil and the error if no node answered.
 func outsideQueue(ctx context.Context, nodes []NodeInfo) ([]QueueItem, error) {
+	// Every node's queue, merged: a node that lags (restarted, or just
+	// healed) may not show an entry committed a moment ago, so "drained"
+	// on one node is not drained. A majority must answer.
 	var last error
+	answered := 0
+	items := []QueueItem{}
+	seen := map[string]bool{}
 	for _, n := range nodes {
 		var q []storage.QueueEntry
 		if err := adminClient(n, 5*time.Second).Do(ctx, "GET", "/v1/queue", nil, &q); err != nil {
 			last = fmt.Errorf("%s: %w", n.Name, err)
 			continue
 		}
-		items := []QueueItem{}
+		answered++
 		for _, e := range q {
 			for _, r := range e.Recipients {
 				local, domain, _ := strings.Cut(r.Address, "@")
-				if !isOutside(domain) {
+				if !isOutside(domain) || seen[e.ID+" "+r.Address] {
 					continue
 				}
+				seen[e.ID+" "+r.Address] = true
 				items = append(items, QueueItem{
 					ChaosID: strings.TrimPrefix(local, "chaos-"), Rcpt: r.Address, Status: r.Status,
 					LastReply: r.LastReply, LastError: e.LastError, Attempts: e.Attempts,
@@ -99,9 +106,11 @@ func outsideQueue(ctx context.Context, nodes []NodeInfo) ([]QueueItem, error) {
 				})
 			}
 		}
-		return items, nil
 	}
-	return nil, last
+	if answered*2 <= len(nodes) {
+		return nil, fmt.Errorf("%d of %d nodes answered: %w", answered, len(nodes), last)
+	}
+	return items, nil
 }
 
 // waitOutbound polls the queue every 250 ms until it holds no entry for
