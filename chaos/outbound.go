@@ -76,7 +76,8 @@ func cmpOr(a, b string) string {
 }
 
 // outsideQueue lists the queue entries of outside domains, one item per
-// recipient there; nil and the error if no node answered.
+// recipient there, merged over every node that answers; nil and an
+// error if fewer than a majority answered.
 func outsideQueue(ctx context.Context, nodes []NodeInfo) ([]QueueItem, error) {
 	// Every node's queue, merged: a node that lags (restarted, or just
 	// healed) may not show an entry committed a moment ago, so "drained"
